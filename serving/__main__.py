@@ -1,0 +1,50 @@
+"""`python -m serving serve [flags]`: the container's entry point (SageMaker runs `IMAGE serve`).
+
+`python -m serving healthcheck`: exit 0 when the local server answers /ping with 200 (the
+image's HEALTHCHECK).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+USAGE = """usage: python -m serving {serve,healthcheck} [flags]
+
+  serve        serve the model directory (python -m serving serve --help for the flags)
+  healthcheck  exit 0 when the server on this machine is ready
+"""
+
+
+def healthcheck(port: int) -> int:
+    """0 when http://127.0.0.1:PORT/ping answers 200 within SageMaker's 2 s ping timeout."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+            return 0 if response.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "serve":
+        from serving.config import parse_args
+        from serving.server import run_server
+
+        return run_server(parse_args(rest))
+    if command == "healthcheck":
+        port = int(rest[0]) if rest else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+        return healthcheck(port)
+    print(f"unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

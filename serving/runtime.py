@@ -1,0 +1,152 @@
+"""The model's life in the server: loading, readiness, draining, and inference with a deadline.
+
+Protocol adapters share one `ModelRuntime`. It turns the batcher's failures into HTTP statuses,
+which is the one place the serving core meets HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from serving.batching import BatcherClosed, DynamicBatcher, QueueFull
+from serving.config import ServerConfig
+from serving.http import HttpError
+from serving.metrics import ServerMetrics
+from serving.model import ModelSignature, TorchModel
+
+log = logging.getLogger("serving")
+
+# Bodies above this are decoded on a worker thread so one big request does not stall the loop.
+OFFLOAD_BYTES = 256 * 1024
+
+
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    DRAINING = "draining"
+    FAILED = "failed"
+
+
+class ModelRuntime:
+    """One served model: loads it in the background, batches its requests, reports readiness."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        metrics: ServerMetrics,
+        on_fatal: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.state = ModelState.LOADING
+        self.signature: ModelSignature | None = None
+        self.batcher: DynamicBatcher | None = None
+        self.error = ""
+        self._on_fatal = on_fatal
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._load_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    def start(self) -> None:
+        """Begin loading on a thread; the server listens (and answers not-ready) meanwhile."""
+        self._loop = asyncio.get_running_loop()
+        self._load_task = self._loop.create_task(self._load(), name="model-load")
+
+    async def _load(self) -> None:
+        try:
+            model = await asyncio.to_thread(self._load_model)
+        except Exception as exc:
+            self.state = ModelState.FAILED
+            self.error = f"loading the model failed: {exc}"
+            log.error("%s", self.error)
+            if self._on_fatal is not None:
+                self._on_fatal(self.error)
+            return
+        self.signature = model.signature
+        self.batcher = DynamicBatcher(
+            model.predict,
+            max_batch_size=self.config.max_batch_size,
+            max_wait_s=self.config.max_batch_wait_ms / 1000,
+            max_queue=self.config.max_queue,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.batcher.start()
+        self.metrics.watch_queue(lambda: self.batcher.queued_samples if self.batcher else 0)
+        if self.state is ModelState.LOADING:
+            self.state = ModelState.READY
+            log.info(
+                "model %r ready on %s (max batch %d, max wait %.1f ms)",
+                model.signature.name,
+                model.device,
+                self.config.max_batch_size,
+                self.config.max_batch_wait_ms,
+            )
+
+    def _load_model(self) -> TorchModel:
+        if self.config.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.config.threads)
+        model = TorchModel(
+            self.config.model_dir,
+            device=self.config.resolved_device,
+            dtype=self.config.dtype,
+            variant=self.config.variant,
+        )
+        model.warm_up(self.config.max_batch_size)
+        return model
+
+    def begin_drain(self) -> None:
+        """Report not-ready from now on, and run queued batches without waiting for them to fill.
+
+        Safe to call from a signal handler: the work is handed to the event loop.
+        """
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        if self.state is not ModelState.FAILED:
+            self.state = ModelState.DRAINING
+        if self.batcher is not None:
+            self.batcher.flush()
+
+    async def stop(self) -> None:
+        """Finish queued work and release the worker thread."""
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+    async def infer(self, array: np.ndarray) -> np.ndarray:
+        """Run `array` through the model within the request timeout."""
+        batcher = self.batcher
+        if batcher is None:
+            raise HttpError(503, f"the model is not ready ({self.state.value})")
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                return await batcher.infer(array)
+        except TimeoutError:
+            raise HttpError(
+                504, f"inference did not finish within {self.config.request_timeout_s:g} s"
+            ) from None
+        except (QueueFull, BatcherClosed) as exc:
+            raise HttpError(503, f"the server is overloaded or stopping: {exc}") from exc
+        except HttpError:
+            raise
+        except Exception as exc:
+            log.exception("forward pass failed")
+            raise HttpError(500, f"the model failed on this request: {exc}") from exc
+
+    async def decode(self, body: bytes, decoder: Callable[[bytes], Any]) -> Any:
+        """Decode a body, on a worker thread when it is big enough to hold up other requests."""
+        if len(body) > OFFLOAD_BYTES:
+            return await asyncio.to_thread(decoder, body)
+        return decoder(body)

@@ -1,0 +1,80 @@
+"""Running the app under uvicorn, with the shutdown SageMaker and Kubernetes expect.
+
+On SIGTERM (or SIGINT): readiness turns false at once; after `drain_s` seconds (default 0) the
+listening socket closes, so new connections are refused; requests already accepted run to
+completion (queued batches stop waiting to fill); the process exits 0 within `grace_s`. A second
+signal stops waiting. SageMaker sends SIGKILL 30 s after SIGTERM, hence the 25 s default.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from serving.app import ServingApp
+from serving.config import ServerConfig
+
+log = logging.getLogger("serving")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server with draining before close, and exit status 0 after a clean stop."""
+
+    def __init__(self, config: uvicorn.Config, app: ServingApp, drain_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.drain_s = drain_s
+        self.exit_code = 0
+        self._close_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Replaces uvicorn's handler, which re-raises the signal after shutdown so the process
+        # dies "of SIGTERM"; a drained server has nothing to report but success.
+        if self._close_at is not None:
+            log.warning("second %s: stopping without waiting", signal.Signals(sig).name)
+            self.should_exit = self.force_exit = True
+            return
+        log.info("%s: draining, then closing in %.1f s", signal.Signals(sig).name, self.drain_s)
+        self.app.runtime.begin_drain()
+        self._close_at = time.monotonic() + self.drain_s
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._close_at is not None and time.monotonic() >= self._close_at:
+            return True
+        return await super().on_tick(counter)
+
+    def fail(self, message: str) -> None:
+        """Stop the server with exit status 1 (the model could not be loaded)."""
+        self.exit_code = 1
+        self.should_exit = True
+
+
+def run_server(config: ServerConfig) -> int:
+    """Serve until stopped; returns the process exit status."""
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server: GracefulServer | None = None
+
+    def on_fatal(message: str) -> None:
+        if server is not None:
+            server.fail(message)
+
+    app = ServingApp(config, on_fatal=on_fatal)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level=config.log_level,
+        timeout_graceful_shutdown=max(1, round(config.grace_s - config.drain_s)),
+    )
+    server = GracefulServer(uv_config, app, config.drain_s)
+    server.run()
+    return server.exit_code
