@@ -1,0 +1,68 @@
+"""`mlplatform`: the command line of the platform (offline plan, and more as it grows)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from infra.config import StackConfigError
+from infra.stackfile import STACKS_DIR, stack_file
+
+
+def _key_inputs(inputs: dict) -> str:
+    """The few inputs that identify a resource in a table row."""
+    keys = ("name", "instanceTypes", "instanceType", "cidrBlock", "availabilityZone", "serviceName", "bucket", "chart", "kind")
+    shown = [f"{k}={inputs[k]}" for k in keys if k in inputs and inputs[k] not in (None, "", [])]
+    text = ", ".join(shown)
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def render_table(plan) -> str:
+    """A readable listing: one row per resource, then a count per type."""
+    rows = [("TYPE", "NAME", "KEY INPUTS")]
+    rows += [(r.type, r.name, _key_inputs(r.inputs)) for r in plan.resources if r.custom or r.type.startswith("mlplatform:")]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {k}".rstrip() for t, n, k in rows]
+    counts = Counter(r.type for r in plan.resources)
+    lines += ["", f"Summary for stack '{plan.stack}' ({plan.source}): {len(plan.resources)} resources"]
+    lines += [f"  {count:>4}  {kind}" for kind, count in sorted(counts.items())]
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from infra.plan import plan_stack
+
+    plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack)
+    if args.json:
+        json.dump(plan.to_json(), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        print(render_table(plan))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="run the Pulumi program for a stack offline and list its resources")
+    plan.add_argument("--stack", default="dev", help="stack name: stacks/Pulumi.<stack>.yaml (default: dev)")
+    plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
+    plan.add_argument("--json", action="store_true", help="machine-readable output: resources and outputs")
+    plan.set_defaults(func=cmd_plan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StackConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One ComponentResource per concern, in the order DESIGN.md wires them."""

@@ -1,0 +1,164 @@
+"""The VPC: private subnets for compute, public subnets for NAT, endpoints for AWS APIs."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# Interface endpoints that keep image pulls, credential exchange and SageMaker calls private.
+INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "sagemaker.api", "sagemaker.runtime")
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    """What the network needs to know: address space, zones, NAT layout, private endpoints."""
+
+    cidr: str
+    az_count: int
+    nat_per_zone: bool
+    private_endpoints: bool
+    region: str
+
+
+def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
+    """Split the VPC range: large private subnets (compute), small public ones (NAT, ALB)."""
+    vpc = ipaddress.ip_network(cidr)
+    halves = list(vpc.subnets(prefixlen_diff=1))
+    # Private: the first half split per zone (up to 8 zones). Public: /24-ish slices of the second.
+    private = list(halves[0].subnets(prefixlen_diff=3))[:az_count]
+    public = list(halves[1].subnets(prefixlen_diff=4))[:az_count]
+    return [str(n) for n in private], [str(n) for n in public]
+
+
+class Network(pulumi.ComponentResource):
+    """A VPC over `az_count` zones with public and private subnets, NAT and VPC endpoints."""
+
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_ids: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:network:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        zones = aws.get_availability_zones(state="available").names
+        if len(zones) < args.az_count:
+            raise ValueError(
+                f"{args.region} has {len(zones)} available zones; network.azCount asks for "
+                f"{args.az_count}"
+            )
+        zones = sorted(zones)[: args.az_count]
+        private_cidrs, public_cidrs = subnet_cidrs(args.cidr, args.az_count)
+
+        vpc = aws.ec2.Vpc(
+            name,
+            cidr_block=args.cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": name},
+            opts=child,
+        )
+        # The default security group of a new VPC allows all traffic between its members; strip it.
+        aws.ec2.DefaultSecurityGroup(f"{name}-default", vpc_id=vpc.id, opts=child)
+        igw = aws.ec2.InternetGateway(name, vpc_id=vpc.id, tags={"Name": name}, opts=child)
+
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child)
+        aws.ec2.Route(
+            f"{name}-public-internet",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=igw.id,
+            opts=child,
+        )
+
+        self.public_subnet_ids, self.private_subnet_ids = [], []
+        private_rts, nats = [], []
+        for i, zone in enumerate(zones):
+            public = aws.ec2.Subnet(
+                f"{name}-public-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=public_cidrs[i],
+                availability_zone=zone,
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{zone}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+            )
+            self.public_subnet_ids.append(public.id)
+            if args.nat_per_zone or i == 0:
+                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={"Name": f"{name}-nat-{zone}"}, opts=child)
+                nats.append(
+                    aws.ec2.NatGateway(
+                        f"{name}-{zone}",
+                        allocation_id=eip.id,
+                        subnet_id=public.id,
+                        tags={"Name": f"{name}-{zone}"},
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                    )
+                )
+            private = aws.ec2.Subnet(
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                cidr_block=private_cidrs[i],
+                availability_zone=zone,
+                tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
+                opts=child,
+            )
+            rt = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags={"Name": f"{name}-private-{zone}"}, opts=child)
+            aws.ec2.Route(
+                f"{name}-private-{zone}-nat",
+                route_table_id=rt.id,
+                destination_cidr_block="0.0.0.0/0",
+                nat_gateway_id=nats[-1].id,
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=private.id, route_table_id=rt.id, opts=child)
+            self.private_subnet_ids.append(private.id)
+            private_rts.append(rt)
+
+        # S3 traffic (datasets, checkpoints, model artifacts) never pays NAT data charges.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in private_rts],
+            tags={"Name": f"{name}-s3"},
+            opts=child,
+        )
+        if args.private_endpoints:
+            endpoint_sg = aws.ec2.SecurityGroup(
+                f"{name}-endpoints",
+                vpc_id=vpc.id,
+                description="HTTPS from inside the VPC to AWS interface endpoints",
+                ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [args.cidr]}],
+                egress=[],
+                tags={"Name": f"{name}-endpoints"},
+                opts=child,
+            )
+            for service in INTERFACE_ENDPOINT_SERVICES:
+                aws.ec2.VpcEndpoint(
+                    f"{name}-{service.replace('.', '-')}",
+                    vpc_id=vpc.id,
+                    service_name=f"com.amazonaws.{args.region}.{service}",
+                    vpc_endpoint_type="Interface",
+                    private_dns_enabled=True,
+                    subnet_ids=self.private_subnet_ids,
+                    security_group_ids=[endpoint_sg.id],
+                    tags={"Name": f"{name}-{service}"},
+                    opts=child,
+                )
+
+        self.vpc_id = vpc.id
+        self.vpc_cidr = args.cidr
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "privateSubnetIds": self.private_subnet_ids,
+                "publicSubnetIds": self.public_subnet_ids,
+            }
+        )

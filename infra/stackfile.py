@@ -1,0 +1,219 @@
+"""Read a stack's config, from its YAML file or from the Pulumi runtime, and validate it.
+
+Both paths end in `validate`, which turns pydantic's errors into one message per problem:
+`stacks/Pulumi.dev.yaml:12: mlplatform:network.cidr = '10.0.0.0/8': <why>. Allowed: <what>`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from infra.config import AWS_KEYS, PROJECT, StackConfig, StackConfigError, describe_allowed
+
+# What an encrypted `secure:` value becomes when it is planned without the stack's key.
+SECRET_PLACEHOLDER = "[secret]"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = PROJECT_ROOT / "stacks"
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass
+class RawStack:
+    """A stack's config as plain values, with where each key sits in its file."""
+
+    source: str
+    config: dict[str, Any]
+    secret_keys: list[str] = field(default_factory=list)
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+
+
+def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*path, key_node.value)
+            out[child] = key_node.start_mark.line + 1
+            _line_map(value_node, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            out[child] = item.start_mark.line + 1
+            _line_map(item, child, out)
+
+
+def _unwrap_secure(value: Any) -> tuple[Any, bool]:
+    """Replace `{secure: ...}` ciphertexts (at any depth) with a placeholder."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECRET_PLACEHOLDER, True
+        found = False
+        out = {}
+        for key, item in value.items():
+            out[key], is_secret = _unwrap_secure(item)
+            found |= is_secret
+        return out, found
+    if isinstance(value, list):
+        pairs = [_unwrap_secure(item) for item in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+def read_stack_file(path: Path) -> RawStack:
+    """Parse a stack file; `secure:` values are accepted without decryption."""
+    source = display_path(path)
+    if not path.is_file():
+        available = sorted(p.name for p in path.parent.glob("Pulumi.*.yaml"))
+        raise StackConfigError(
+            f"{source}: stack file not found; stacks in {display_path(path.parent)}: "
+            f"{', '.join(available) or 'none'}"
+        )
+    text = path.read_text()
+    try:
+        document = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise StackConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise StackConfigError(f"{source}: expected a mapping with a `config:` key")
+    unknown = set(document) - {"config", "secretsprovider", "encryptedkey", "encryptionsalt"}
+    if unknown:
+        raise StackConfigError(
+            f"{source}: unknown top-level key(s) {sorted(unknown)}; a stack file holds "
+            "config, secretsprovider, encryptedkey and encryptionsalt"
+        )
+    lines: dict[KeyPath, int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    lines = {key[1:]: line for key, line in lines.items() if key[:1] == ("config",)}
+    config: dict[str, Any] = {}
+    secret_keys: list[str] = []
+    for key, value in (document.get("config") or {}).items():
+        config[key], is_secret = _unwrap_secure(value)
+        if is_secret:
+            secret_keys.append(key)
+    return RawStack(source=source, config=config, secret_keys=secret_keys, lines=lines)
+
+
+def runtime_config() -> dict[str, Any]:
+    """Every config key the Pulumi engine handed to this program, objects decoded."""
+    from pulumi.runtime import config as runtime
+
+    merged = {**runtime.get_config_env(), **runtime.CONFIG.get()}
+    decoded: dict[str, Any] = {}
+    for key, value in merged.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        decoded[key] = value
+    return decoded
+
+
+def _to_schema_input(raw: RawStack) -> tuple[dict[str, Any], list[str]]:
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in raw.config.items():
+        namespace, _, name = key.partition(":")
+        if key in AWS_KEYS:
+            if AWS_KEYS[key]:
+                data[AWS_KEYS[key]] = value
+        elif namespace == PROJECT and name and name not in ("region",):
+            data[name] = value
+        else:
+            allowed = sorted(AWS_KEYS) + [
+                f"{PROJECT}:{f.alias or n}"
+                for n, f in StackConfig.model_fields.items()
+                if n != "region"
+            ]
+            problems.append(_format(raw, (key,), value, "unknown key", ", ".join(allowed)))
+    return data, problems
+
+
+def _config_key(loc: tuple[Any, ...]) -> tuple[KeyPath, str]:
+    """Map a pydantic error location back to the stack file's key path."""
+    head, *rest = loc or ("",)
+    key = next((k for k, v in AWS_KEYS.items() if v == head), f"{PROJECT}:{head}")
+    path: KeyPath = (key, *rest)
+    dotted = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+    return path, dotted
+
+
+def _format(raw: RawStack, path: KeyPath, value: Any, why: str, allowed: str) -> str:
+    line = next((raw.lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in raw.lines), 0)
+    where = f"{raw.source}:{line}" if line else raw.source
+    dotted = path[0] + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+    shown = "(missing)" if value is _MISSING else repr(value)
+    message = f"{where}: {dotted} = {shown}: {why}"
+    return f"{message}. Allowed: {allowed}" if allowed else message
+
+
+_MISSING = object()
+
+
+def validate(raw: RawStack) -> StackConfig:
+    """Validate a stack's config against the schema or raise one readable StackConfigError."""
+    data, problems = _to_schema_input(raw)
+    try:
+        config = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        config = None
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            path, _ = _config_key(loc)
+            value = _MISSING if error["type"] == "missing" else error.get("input")
+            why = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                why = "unknown key"
+            if raw.config and _is_secret(path, raw) and value is not _MISSING:
+                value = SECRET_PLACEHOLDER
+            problems.append(_format(raw, path, value, why, describe_allowed(loc)))
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise StackConfigError(
+            f"{raw.source}: invalid stack config ({count}):\n  " + "\n  ".join(problems)
+        )
+    assert config is not None
+    return config
+
+
+def _is_secret(path: KeyPath, raw: RawStack) -> bool:
+    return bool(path) and path[0] in raw.secret_keys
+
+
+def load_stack_file(path: Path) -> tuple[StackConfig, RawStack]:
+    """Read and validate a stack file (the offline plan's entry)."""
+    raw = read_stack_file(path)
+    return validate(raw), raw
+
+
+def load_for_program(stack: str) -> StackConfig:
+    """Validate the config the engine gave this program; errors name the stack's file."""
+    path = stack_file(stack)
+    from pulumi.runtime import config as runtime
+
+    secret_keys = [*runtime.get_config_secret_keys_env(), *runtime._SECRET_KEYS.get()]
+    raw = RawStack(source=display_path(path), config=runtime_config(), secret_keys=secret_keys)
+    if path.is_file():
+        try:
+            raw.lines = read_stack_file(path).lines
+        except StackConfigError:
+            pass
+    return validate(raw)

@@ -1,0 +1,56 @@
+"""Checkpoints are whole or absent, and a bad newest one falls back to the one before."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.checkpoint import list_checkpoints, load_latest, save_checkpoint
+
+
+def _state(step: int) -> dict:
+    return {"model": {"w": torch.full((3,), float(step))}, "optimizer": {}, "step": step,
+            "epoch": 0, "batch_in_epoch": step, "config": {}}
+
+
+def test_checkpoints_are_renamed_into_place_and_pruned_to_keep(tmp_path: Path) -> None:
+    for step in (10, 20, 30, 40):
+        save_checkpoint(tmp_path, _state(step), keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "ckpt-00000040.pt", "ckpt-00000030.pt", "ckpt-00000020.pt"]
+    assert not list(tmp_path.glob(".tmp-*")), "no temporary file is left behind"
+
+
+def test_the_newest_checkpoint_is_resumed(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, _state(10), keep=3)
+    save_checkpoint(tmp_path, _state(20), keep=3)
+    state, path = load_latest(tmp_path)
+    assert state["step"] == 20 and path.name == "ckpt-00000020.pt"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing_keys"])
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    save_checkpoint(tmp_path, _state(10), keep=3)
+    newest = save_checkpoint(tmp_path, _state(20), keep=3)
+    if damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[:200])
+    elif damage == "garbage":
+        newest.write_bytes(b"\x00not a checkpoint" * 10)
+    else:
+        torch.save({"model": {}}, newest)
+    with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
+        state, path = load_latest(tmp_path)
+    assert state["step"] == 10 and torch.equal(state["model"]["w"], torch.full((3,), 10.0))
+    assert "ckpt-00000020.pt is unusable" in caplog.text
+    assert (tmp_path / "ckpt-00000020.pt.corrupt").exists()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000010.pt"]
+
+
+def test_an_empty_or_missing_directory_means_a_fresh_start(tmp_path: Path) -> None:
+    assert load_latest(tmp_path / "absent") is None
+    assert load_latest(tmp_path) is None

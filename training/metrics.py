@@ -1,0 +1,76 @@
+"""What a run reports: metric log lines, the regexes that read them, and a terminal progress bar.
+
+Every metric line looks like ``metric: epoch=3 step=66 train_loss=0.1234 lr=0.0027``: one
+prefix, then space-separated ``name=value`` pairs. SageMaker scrapes the container log with
+METRIC_DEFINITIONS; a pipeline condition reads ``metrics.json`` from the model directory.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+PREFIX = "metric:"
+_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def _regex(name: str) -> str:
+    # "metric:" then anything then " name=": the leading space keeps "loss" from matching
+    # inside "train_loss", using only regex syntax that SageMaker's metric parser accepts.
+    return rf"{PREFIX}.* {name}={_NUMBER}"
+
+
+# Passed as-is to SageMaker MetricDefinitions (CreateTrainingJob / the pipeline's training step).
+METRIC_DEFINITIONS: list[dict[str, str]] = [
+    {"Name": "train:loss", "Regex": _regex("train_loss")},
+    {"Name": "train:learning_rate", "Regex": _regex("lr")},
+    {"Name": "train:samples_per_second", "Regex": _regex("samples_per_s")},
+    {"Name": "train:step_time_ms", "Regex": _regex("step_time_ms")},
+    {"Name": "test:loss", "Regex": _regex("test_loss")},
+    {"Name": "test:accuracy", "Regex": _regex("test_accuracy")},
+]
+
+
+def format_metrics(**values: float | int) -> str:
+    """One metric line; floats get 4 significant digits, which the regexes above capture."""
+    parts = []
+    for name, value in values.items():
+        if isinstance(value, float) and math.isfinite(value):
+            text = f"{value:.4g}" if abs(value) < 1e4 else f"{value:.1f}"
+        else:
+            text = str(value)
+        parts.append(f"{name}={text}")
+    return f"{PREFIX} " + " ".join(parts)
+
+
+class ProgressBar:
+    """A one-line bar on a terminal; silent when output goes to a log (SageMaker, kubectl logs)."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, enabled: bool | None = None):
+        self.total, self.stream = total, stream
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self._last = 0.0
+
+    def update(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        # Redrawing more than ~10 times a second costs time and shows nothing new.
+        if not self.enabled or (now - self._last < 0.1 and done < self.total):
+            return
+        self._last = now
+        width = 30
+        filled = width * done // max(self.total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {note}")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        """Erase the bar so that a log line can be printed in its place."""
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self._last = 0.0
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
