@@ -14,7 +14,17 @@ from infra.stackfile import STACKS_DIR, stack_file
 
 def _key_inputs(inputs: dict) -> str:
     """The few inputs that identify a resource in a table row."""
-    keys = ("name", "instanceTypes", "instanceType", "cidrBlock", "availabilityZone", "serviceName", "bucket", "chart", "kind")
+    keys = (
+        "name",
+        "instanceTypes",
+        "instanceType",
+        "cidrBlock",
+        "availabilityZone",
+        "serviceName",
+        "bucket",
+        "chart",
+        "kind",
+    )
     shown = [f"{k}={inputs[k]}" for k in keys if k in inputs and inputs[k] not in (None, "", [])]
     text = ", ".join(shown)
     return text if len(text) <= 70 else text[:67] + "..."
@@ -23,11 +33,18 @@ def _key_inputs(inputs: dict) -> str:
 def render_table(plan) -> str:
     """A readable listing: one row per resource, then a count per type."""
     rows = [("TYPE", "NAME", "KEY INPUTS")]
-    rows += [(r.type, r.name, _key_inputs(r.inputs)) for r in plan.resources if r.custom or r.type.startswith("mlplatform:")]
+    rows += [
+        (r.type, r.name, _key_inputs(r.inputs))
+        for r in plan.resources
+        if r.custom or r.type.startswith("mlplatform:")
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {k}".rstrip() for t, n, k in rows]
     counts = Counter(r.type for r in plan.resources)
-    lines += ["", f"Summary for stack '{plan.stack}' ({plan.source}): {len(plan.resources)} resources"]
+    lines += [
+        "",
+        f"Summary for stack '{plan.stack}' ({plan.source}): {len(plan.resources)} resources",
+    ]
     lines += [f"  {count:>4}  {kind}" for kind, count in sorted(counts.items())]
     return "\n".join(lines)
 
@@ -47,10 +64,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    plan = sub.add_parser("plan", help="run the Pulumi program for a stack offline and list its resources")
-    plan.add_argument("--stack", default="dev", help="stack name: stacks/Pulumi.<stack>.yaml (default: dev)")
+    plan = sub.add_parser(
+        "plan", help="run the Pulumi program for a stack offline and list its resources"
+    )
+    plan.add_argument(
+        "--stack", default="dev", help="stack name: stacks/Pulumi.<stack>.yaml (default: dev)"
+    )
     plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
-    plan.add_argument("--json", action="store_true", help="machine-readable output: resources and outputs")
+    plan.add_argument(
+        "--json", action="store_true", help="machine-readable output: resources and outputs"
+    )
     plan.set_defaults(func=cmd_plan)
     return parser
 

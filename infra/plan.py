@@ -157,7 +157,9 @@ class PlanMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         physical = self.physical_name(args.name, inputs)
         prefix = _EC2_ID_PREFIX.get(args.typ)
-        resource_id = f"{prefix}-{_short_hash(args.typ, args.name, length=17)}" if prefix else physical
+        resource_id = (
+            f"{prefix}-{_short_hash(args.typ, args.name, length=17)}" if prefix else physical
+        )
         module = args.typ.split(":")[1].split("/")[0] if args.typ.count(":") >= 2 else ""
         state: dict[str, Any] = {
             **inputs,
@@ -277,7 +279,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: list[PlannedResource] = []
         self.stack_outputs: dict[str, Any] = {}
 
-    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -298,7 +300,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         )
         return response
 
-    def RegisterResourceOutputs(self, request):  # noqa: N802
+    def RegisterResourceOutputs(self, request):
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.stack_outputs = _clean(rpc.deserialize_properties(request.outputs))
         return super().RegisterResourceOutputs(request)

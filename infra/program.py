@@ -56,7 +56,9 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
     )
     secrets = StackSecrets(
         name,
-        StackSecretsArgs(values=config.secrets, kms_key_arn=storage.kms_key_arn, prefix=f"{PROJECT}/{stack}"),
+        StackSecretsArgs(
+            values=config.secrets, kms_key_arn=storage.kms_key_arn, prefix=f"{PROJECT}/{stack}"
+        ),
     )
     role = SageMakerExecutionRole(
         f"{name}-sagemaker",

@@ -22,7 +22,9 @@ def register_stack_tags(tags: dict[str, str]) -> None:
     Tags a resource sets itself (e.g. `Name`) win over the stack's.
     """
 
-    def add_tags(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    def add_tags(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
         if not args.type_.startswith("aws:") or not _is_taggable(type(args.resource)):
             return None
         own = args.props.get("tags") or {}

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from infra.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR
+from infra.variants import write_variant
 
 SHIPPED_STACKS = ("dev", "staging", "prod")
 _plans: dict[str, Plan] = {}
@@ -33,28 +32,6 @@ def plan(request: pytest.FixtureRequest) -> Plan:
 @pytest.fixture
 def plan_of() -> Callable[[str], Plan]:
     return shipped_plan
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def write_variant(directory: Path, base: str, overrides: dict[str, Any], name: str = "variant") -> Path:
-    """Write `stacks/Pulumi.<base>.yaml` with `overrides` deep-merged into its `config:`
-    (a None value deletes a key) as `<directory>/Pulumi.<name>.yaml`."""
-    document = yaml.safe_load((STACKS_DIR / f"Pulumi.{base}.yaml").read_text())
-    document["config"] = _merge(document["config"], overrides)
-    path = directory / f"Pulumi.{name}.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
 
 
 @pytest.fixture

@@ -51,17 +51,33 @@ def execution_policy(
 ) -> str:
     """Least privilege for SageMaker training, processing and hosting of this stack."""
     statements = [
-        {"Sid": "ListStackBuckets", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": bucket_arns},
+        {
+            "Sid": "ListStackBuckets",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": bucket_arns,
+        },
         {
             "Sid": "ReadWriteStackObjects",
             "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            "Action": [
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+            ],
             "Resource": [f"{arn}/*" for arn in bucket_arns],
         },
         {
             "Sid": "UseStackKey",
             "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey"],
+            "Action": [
+                "kms:Decrypt",
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "kms:DescribeKey",
+            ],
             "Resource": [kms_key_arn],
         },
         {
@@ -75,7 +91,11 @@ def execution_policy(
         {
             "Sid": "PullStackImages",
             "Effect": "Allow",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            "Action": [
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchCheckLayerAvailability",
+            ],
             "Resource": repository_arns,
         },
         {
@@ -88,7 +108,12 @@ def execution_policy(
         {
             "Sid": "WriteSageMakerLogs",
             "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Action": [
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
             "Resource": [f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/sagemaker/*"],
         },
         {
@@ -97,12 +122,19 @@ def execution_policy(
             "Effect": "Allow",
             "Action": ["cloudwatch:PutMetricData"],
             "Resource": "*",
-            "Condition": {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "mlplatform/*"]}},
+            "Condition": {
+                "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "mlplatform/*"]}
+            },
         },
     ]
     if secret_arns:
         statements.append(
-            {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": secret_arns}
+            {
+                "Sid": "ReadStackSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": secret_arns,
+            }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -112,7 +144,9 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
 
     role_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ExecutionRoleArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: ExecutionRoleArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mlplatform:iam:SageMakerExecutionRole", name, None, opts)
         role = aws.iam.Role(
             name,
@@ -142,7 +176,9 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
                 secret_arns=v[4],
             )
         )
-        aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role))
+        aws.iam.RolePolicy(
+            name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role)
+        )
         self.role = role
         self.role_arn = role.arn
         self.role_name = role.name

@@ -64,7 +64,9 @@ class Network(pulumi.ComponentResource):
         aws.ec2.DefaultSecurityGroup(f"{name}-default", vpc_id=vpc.id, opts=child)
         igw = aws.ec2.InternetGateway(name, vpc_id=vpc.id, tags={"Name": name}, opts=child)
 
-        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child)
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{name}-public"}, opts=child
+        )
         aws.ec2.Route(
             f"{name}-public-internet",
             route_table_id=public_rt.id,
@@ -86,11 +88,19 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-public-{zone}", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+                f"{name}-public-{zone}",
+                subnet_id=public.id,
+                route_table_id=public_rt.id,
+                opts=child,
             )
             self.public_subnet_ids.append(public.id)
             if args.nat_per_zone or i == 0:
-                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={"Name": f"{name}-nat-{zone}"}, opts=child)
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-{zone}",
+                    domain="vpc",
+                    tags={"Name": f"{name}-nat-{zone}"},
+                    opts=child,
+                )
                 nats.append(
                     aws.ec2.NatGateway(
                         f"{name}-{zone}",
@@ -108,7 +118,12 @@ class Network(pulumi.ComponentResource):
                 tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
                 opts=child,
             )
-            rt = aws.ec2.RouteTable(f"{name}-private-{zone}", vpc_id=vpc.id, tags={"Name": f"{name}-private-{zone}"}, opts=child)
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-{zone}",
+                vpc_id=vpc.id,
+                tags={"Name": f"{name}-private-{zone}"},
+                opts=child,
+            )
             aws.ec2.Route(
                 f"{name}-private-{zone}-nat",
                 route_table_id=rt.id,
@@ -116,7 +131,9 @@ class Network(pulumi.ComponentResource):
                 nat_gateway_id=nats[-1].id,
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=private.id, route_table_id=rt.id, opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{zone}", subnet_id=private.id, route_table_id=rt.id, opts=child
+            )
             self.private_subnet_ids.append(private.id)
             private_rts.append(rt)
 
@@ -135,7 +152,14 @@ class Network(pulumi.ComponentResource):
                 f"{name}-endpoints",
                 vpc_id=vpc.id,
                 description="HTTPS from inside the VPC to AWS interface endpoints",
-                ingress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": [args.cidr]}],
+                ingress=[
+                    {
+                        "protocol": "tcp",
+                        "from_port": 443,
+                        "to_port": 443,
+                        "cidr_blocks": [args.cidr],
+                    }
+                ],
                 egress=[],
                 tags={"Name": f"{name}-endpoints"},
                 opts=child,

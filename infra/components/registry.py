@@ -71,9 +71,7 @@ class Registry(pulumi.ComponentResource):
                     {"filter": CACHE_TAG_PATTERN, "filter_type": "WILDCARD"}
                 ],
                 image_scanning_configuration={"scan_on_push": True},
-                encryption_configurations=[
-                    {"encryption_type": "KMS", "kms_key": args.kms_key_arn}
-                ],
+                encryption_configurations=[{"encryption_type": "KMS", "kms_key": args.kms_key_arn}],
                 force_delete=args.force_delete,
                 opts=pulumi.ResourceOptions(parent=self),
             )

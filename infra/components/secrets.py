@@ -22,7 +22,9 @@ class StackSecrets(pulumi.ComponentResource):
 
     arns: dict[str, pulumi.Output[str]]
 
-    def __init__(self, name: str, args: StackSecretsArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: StackSecretsArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mlplatform:secrets:StackSecrets", name, None, opts)
         self.arns = {}
         for key, value in sorted(args.values.items()):

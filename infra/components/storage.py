@@ -169,6 +169,4 @@ class Storage(pulumi.ComponentResource):
         self.kms_key_id = key.key_id
         self.bucket_names = {p: b.bucket for p, b in self.buckets.items()}
         self.bucket_arns = {p: b.arn for p, b in self.buckets.items()}
-        self.register_outputs(
-            {"kmsKeyArn": self.kms_key_arn, "bucketNames": self.bucket_names}
-        )
+        self.register_outputs({"kmsKeyArn": self.kms_key_arn, "bucketNames": self.bucket_names})
