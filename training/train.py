@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from training.checkpoint import load_latest, save_checkpoint
 from training.config import TrainConfig
 from training.data import EpochBatches, batches_per_epoch, load_dataset
-from training.environment import RunEnvironment
+from training.environment import RunEnvironment, write_failure
 from training.export import evaluate, export_model
 from training.metrics import ProgressBar, format_metrics
 from training.model import ImageClassifier
@@ -229,11 +229,12 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
                 if distributed:
                     dist.barrier()  # nobody exits (and gets torn down) before the save is done
                 if main_rank:
-                    print(
+                    reason = (
                         f"stopped by signal {stop.signum} at step {step}; checkpoint saved to "
-                        f"{run.checkpoint_dir}",
-                        flush=True,
+                        f"{run.checkpoint_dir}, a restarted job resumes from it"
                     )
+                    print(reason, flush=True)
+                    write_failure(run, reason)
                 return EXIT_STOPPED
             if (
                 cfg.checkpoint_interval

@@ -17,8 +17,17 @@ import pytest
 from training.data import prepare_digits
 
 REPO = Path(__file__).resolve().parents[2]
-_LEAKY = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DATA_DIR",
-          "MODEL_DIR", "CHECKPOINT_DIR", "OUTPUT_DIR")
+_LEAKY = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "DATA_DIR",
+    "MODEL_DIR",
+    "CHECKPOINT_DIR",
+    "OUTPUT_DIR",
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,14 @@ class RunDirs:
     stdout: str = ""
 
     def args(self) -> list[str]:
-        return ["--model-dir", str(self.model_dir), "--checkpoint-dir", str(self.checkpoint_dir),
-                "--output-dir", str(self.output_dir)]
+        return [
+            "--model-dir",
+            str(self.model_dir),
+            "--checkpoint-dir",
+            str(self.checkpoint_dir),
+            "--output-dir",
+            str(self.output_dir),
+        ]
 
 
 class TrainingCli:
@@ -43,8 +58,11 @@ class TrainingCli:
     @staticmethod
     def env(**extra: str) -> dict[str, str]:
         """The process environment without variables a CI runner or a shell may leak in."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in _LEAKY and not k.startswith(("SM_", "SAGEMAKER_", "PET_", "TORCHELASTIC_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in _LEAKY and not k.startswith(("SM_", "SAGEMAKER_", "PET_", "TORCHELASTIC_"))
+        }
         # gloo binds to the interface of the host name; tests stay on loopback.
         env.update(GLOO_SOCKET_IFNAME="lo", PYTHONUNBUFFERED="1", **extra)
         return env
@@ -53,13 +71,21 @@ class TrainingCli:
     def dirs(root: Path) -> RunDirs:
         return RunDirs(root / "model", root / "checkpoints", root / "output")
 
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         # A launcher such as ("-m", "torch.distributed.run", "--nproc-per-node=2") goes
         # between the interpreter and "-m training".
         command = [sys.executable, *launcher, "-m", "training", *args]
-        return subprocess.run(command, cwd=REPO, env=env or self.env(), capture_output=True,
-                              text=True, timeout=180, check=False)
+        return subprocess.run(
+            command,
+            cwd=REPO,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,24 @@ from training.checkpoint import list_checkpoints, load_latest, save_checkpoint
 
 
 def _state(step: int) -> dict:
-    return {"model": {"w": torch.full((3,), float(step))}, "optimizer": {}, "step": step,
-            "epoch": 0, "batch_in_epoch": step, "config": {}}
+    return {
+        "model": {"w": torch.full((3,), float(step))},
+        "optimizer": {},
+        "step": step,
+        "epoch": 0,
+        "batch_in_epoch": step,
+        "config": {},
+    }
 
 
 def test_checkpoints_are_renamed_into_place_and_pruned_to_keep(tmp_path: Path) -> None:
     for step in (10, 20, 30, 40):
         save_checkpoint(tmp_path, _state(step), keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
-        "ckpt-00000040.pt", "ckpt-00000030.pt", "ckpt-00000020.pt"]
+        "ckpt-00000040.pt",
+        "ckpt-00000030.pt",
+        "ckpt-00000020.pt",
+    ]
     assert not list(tmp_path.glob(".tmp-*")), "no temporary file is left behind"
 
 
@@ -44,7 +53,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(
     else:
         torch.save({"model": {}}, newest)
     with caplog.at_level(logging.WARNING, logger="training.checkpoint"):
-        state, path = load_latest(tmp_path)
+        state, _ = load_latest(tmp_path)
     assert state["step"] == 10 and torch.equal(state["model"]["w"], torch.full((3,), 10.0))
     assert "ckpt-00000020.pt is unusable" in caplog.text
     assert (tmp_path / "ckpt-00000020.pt.corrupt").exists()

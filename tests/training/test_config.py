@@ -13,8 +13,9 @@ def test_string_values_from_sagemaker_are_converted_to_their_types() -> None:
 
 
 def test_hyphenated_names_and_sagemaker_reserved_keys_are_accepted() -> None:
-    cfg = parse_config({"batch-size": "32", "sagemaker_program": "train.py",
-                        "sagemaker_region": "eu-west-1"})
+    cfg = parse_config(
+        {"batch-size": "32", "sagemaker_program": "train.py", "sagemaker_region": "eu-west-1"}
+    )
     assert cfg.batch_size == 32
 
 
@@ -27,7 +28,9 @@ def test_a_non_integer_epochs_names_the_key_the_value_and_the_file() -> None:
 
 
 def test_an_unknown_hyperparameter_lists_the_known_ones() -> None:
-    with pytest.raises(HyperparameterError, match=r"unknown hyperparameter 'learning_rate'.*\blr\b"):
+    with pytest.raises(
+        HyperparameterError, match=r"unknown hyperparameter 'learning_rate'.*\blr\b"
+    ):
         parse_config({"learning_rate": "0.1"})
 
 

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DatasetError, EpochBatches, load_dataset, prepare_digits, prepare_synthetic
+from training.data import (
+    DatasetError,
+    EpochBatches,
+    load_dataset,
+    prepare_digits,
+    prepare_synthetic,
+)
 
 
 def test_digits_are_prepared_offline_with_a_held_out_split_and_0_to_1_pixels(
@@ -19,10 +25,12 @@ def test_digits_are_prepared_offline_with_a_held_out_split_and_0_to_1_pixels(
     assert (data.name, data.image_shape, data.num_classes) == ("digits", (1, 8, 8), 10)
     assert (len(data.train), len(data.test)) == (1437, 360)
     assert data.train.images.dtype == torch.float32
-    assert 0.0 == data.train.images.min() and data.train.images.max() == 1.0
+    assert data.train.images.min() == 0.0 and data.train.images.max() == 1.0
 
 
-def test_the_manifest_hash_is_the_same_when_prepared_again(digits_dir: Path, tmp_path: Path) -> None:
+def test_the_manifest_hash_is_the_same_when_prepared_again(
+    digits_dir: Path, tmp_path: Path
+) -> None:
     again = prepare_digits(tmp_path)
     assert again["sha256"] == json.loads((digits_dir / "manifest.json").read_text())["sha256"]
     assert load_dataset(tmp_path).sha256 == again["sha256"]

@@ -16,11 +16,14 @@ def _captured(name: str, line: str) -> float | None:
 
 
 def test_each_definition_captures_its_value_from_a_printed_line() -> None:
-    train = format_metrics(epoch=3, step=66, train_loss=0.1234, lr=0.0027, step_time_ms=4.25,
-                           samples_per_s=15060.2)
+    train = format_metrics(
+        epoch=3, step=66, train_loss=0.1234, lr=0.0027, step_time_ms=4.25, samples_per_s=15060.2
+    )
     test = format_metrics(epoch=3, step=66, test_loss=2.5e-5, test_accuracy=0.9722)
-    assert train == ("metric: epoch=3 step=66 train_loss=0.1234 lr=0.0027 step_time_ms=4.25 "
-                     "samples_per_s=15060.2")
+    assert train == (
+        "metric: epoch=3 step=66 train_loss=0.1234 lr=0.0027 step_time_ms=4.25 "
+        "samples_per_s=15060.2"
+    )
     assert _captured("train:loss", train) == 0.1234
     assert _captured("train:learning_rate", train) == 0.0027
     assert _captured("train:step_time_ms", train) == 4.25

@@ -8,14 +8,27 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from conftest import REPO, TrainedRun, run_dirs, run_training, training_env
+
+if TYPE_CHECKING:
+    from conftest import RunDirs, TrainingCli
+
+STEPS_PER_EPOCH = 1437 // 64  # digits train split, default global batch
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.jit.load(str(model_dir / "model.pt")).state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is the serving contract
+        return torch.jit.load(str(model_dir / "model.pt")).state_dict()
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def _metrics(model_dir: Path) -> dict:
@@ -23,81 +36,97 @@ def _metrics(model_dir: Path) -> dict:
 
 
 def test_default_training_on_digits_reaches_95_percent_test_accuracy(
-    reference_run: TrainedRun,
+    reference_run: RunDirs,
 ) -> None:
     metrics = _metrics(reference_run.model_dir)
     assert metrics["accuracy"] >= 0.95
     assert metrics["dataset"] == "digits" and metrics["device"] == "cpu"
     assert metrics["throughput_samples_per_s"] > 0 and len(metrics["data_sha256"]) == 64
-    assert "metric: epoch=12 step=264 test_loss=" in reference_run.stdout
+    assert metrics["steps"] == 12 * STEPS_PER_EPOCH
 
 
 def test_a_run_stopped_by_sigterm_saves_exits_non_zero_and_resumes_to_identical_weights(
-    digits_dir: Path, reference_run: TrainedRun, tmp_path: Path
+    cli: TrainingCli, digits_dir: Path, reference_run: RunDirs, tmp_path: Path
 ) -> None:
-    run = run_dirs(tmp_path)
-    command = [sys.executable, "-m", "training", "train", "--data-dir", str(digits_dir),
-               *run.dirs()]
-    with subprocess.Popen(command, cwd=REPO, env=training_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
+    run = cli.dirs(tmp_path)
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "train",
+        "--data-dir",
+        str(digits_dir),
+        *run.args(),
+    ]
+    with subprocess.Popen(
+        command,
+        cwd=cli.repo,
+        env=cli.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if "step=50 " in line:  # mid-epoch 3: not on a checkpoint boundary
-                signalled = time.monotonic()
+            if " step=50 " in line:  # in epoch 3, away from the epoch-end checkpoints
                 proc.send_signal(signal.SIGTERM)
+                signalled = time.monotonic()
                 break
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
     assert time.monotonic() - signalled < 10, "well inside SageMaker's 120 s grace period"
     stopped_at = int(rest.split("stopped by signal 15 at step ")[1].split(";")[0])
-    assert stopped_at % 22, "the stop saved a checkpoint of its own, between epoch ends"
+    assert stopped_at % STEPS_PER_EPOCH, "the stop wrote a checkpoint of its own"
     assert (run.checkpoint_dir / f"ckpt-{stopped_at:08d}.pt").is_file()
-    assert "stopped by signal" in (run.output_dir / "failure").read_text()
+    assert "stopped by signal 15" in (run.output_dir / "failure").read_text()
 
-    resumed = run_training("train", "--data-dir", str(digits_dir), *run.dirs())
+    resumed = cli.run("train", "--data-dir", str(digits_dir), *run.args())
     assert resumed.returncode == 0, resumed.stderr
-    assert f"at epoch 2, step {stopped_at}" in resumed.stdout
+    assert f"step {stopped_at}" in resumed.stdout.splitlines()[0]
     assert _metrics(run.model_dir)["resumed_from_step"] == stopped_at
-    expected = _weights(reference_run.model_dir)
-    actual = _weights(run.model_dir)
-    assert all(torch.equal(actual[k], expected[k]) for k in expected)
+    assert _same_weights(run.model_dir, reference_run.model_dir)
 
 
-def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_and_warns(
-    digits_dir: Path, reference_run: TrainedRun, tmp_path: Path
+def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_with_a_warning(
+    cli: TrainingCli, digits_dir: Path, reference_run: RunDirs, tmp_path: Path
 ) -> None:
-    run = run_dirs(tmp_path)
+    run = cli.dirs(tmp_path)
     shutil.copytree(reference_run.checkpoint_dir, run.checkpoint_dir)
-    newest = run.checkpoint_dir / "ckpt-00000264.pt"
-    newest.write_bytes(newest.read_bytes()[:1000])  # a sync cut short
+    newest = run.checkpoint_dir / f"ckpt-{12 * STEPS_PER_EPOCH:08d}.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # an upload cut short
 
-    result = run_training("train", "--data-dir", str(digits_dir), *run.dirs())
+    result = cli.run("train", "--data-dir", str(digits_dir), *run.args())
     assert result.returncode == 0, result.stderr
-    assert "ckpt-00000264.pt is unusable" in result.stderr
-    assert _metrics(run.model_dir)["resumed_from_step"] == 242
-    expected = _weights(reference_run.model_dir)
-    assert all(torch.equal(_weights(run.model_dir)[k], expected[k]) for k in expected)
+    assert f"WARNING training.checkpoint: checkpoint {newest} is unusable" in result.stderr
+    assert _metrics(run.model_dir)["resumed_from_step"] == 11 * STEPS_PER_EPOCH
+    assert _same_weights(run.model_dir, reference_run.model_dir)
 
 
-def test_two_process_torchrun_with_gloo_trains_the_same_global_batches_as_one_process(
-    digits_dir: Path, tmp_path: Path
+def test_two_process_torchrun_on_gloo_trains_the_global_batches_of_one_process(
+    cli: TrainingCli, digits_dir: Path, tmp_path: Path
 ) -> None:
     hyper = ["--epochs", "2", "--quantize", "false"]
-    single = run_dirs(tmp_path / "single")
-    result = run_training("train", "--data-dir", str(digits_dir), *single.dirs(), *hyper)
+    single, ddp = cli.dirs(tmp_path / "single"), cli.dirs(tmp_path / "ddp")
+    result = cli.run("train", "--data-dir", str(digits_dir), *single.args(), *hyper)
     assert result.returncode == 0, result.stderr
-
-    ddp = run_dirs(tmp_path / "ddp")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc-per-node=2", "-m", "training", "train", "--data-dir", str(digits_dir),
-               *ddp.dirs(), *hyper]
-    result = subprocess.run(command, cwd=REPO, env=training_env(OMP_NUM_THREADS="1"),
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = cli.run(
+        "train",
+        "--data-dir",
+        str(digits_dir),
+        *ddp.args(),
+        *hyper,
+        launcher=("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"),
+        env=cli.env(OMP_NUM_THREADS="1"),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     metrics = _metrics(ddp.model_dir)
-    assert (metrics["world_size"], metrics["global_batch_size"], metrics["steps"]) == (2, 64, 44)
-    assert metrics["samples_this_run"] == 44 * 64, "each rank trained on half of each batch"
+    assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 64)
+    assert metrics["steps"] == 2 * STEPS_PER_EPOCH
+    assert metrics["samples_this_run"] == 2 * STEPS_PER_EPOCH * 64, "each rank did half a batch"
+    # Not bit-equal: Adam divides by sqrt(v), which magnifies the all-reduce's different
+    # rounding of near-zero gradients. A wrong split of the batch differs by tens of percent.
     expected, actual = _weights(single.model_dir), _weights(ddp.model_dir)
-    assert all(torch.allclose(actual[k], expected[k], atol=1e-4) for k in expected)
+    for name, tensor in expected.items():
+        assert (actual[name] - tensor).norm() <= 0.01 * tensor.norm(), name
     assert abs(metrics["accuracy"] - _metrics(single.model_dir)["accuracy"]) <= 1 / 360
