@@ -43,7 +43,7 @@ class DynamicBatcher:
         max_batch_size: int,
         max_wait_s: float = 0.0,
         max_queue: int = 1024,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -53,13 +53,19 @@ class DynamicBatcher:
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
-        self.queued_samples = 0
+        self._queued = 0  # samples in the queue
+        self._filling = 0  # samples taken into a batch that is waiting to fill
         self._wakeup = asyncio.Event()
         self._flush = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         # One thread: the model runs one pass at a time; parallelism lives inside the pass.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+
+    @property
+    def queued_samples(self) -> int:
+        """Samples waiting for a forward pass, including those in a batch still filling."""
+        return self._queued + self._filling
 
     def start(self) -> None:
         """Start the batching task on the running event loop."""
@@ -74,7 +80,7 @@ class DynamicBatcher:
             raise QueueFull(f"the queue is full ({self.queued_samples} samples waiting)")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(array, future))
-        self.queued_samples += rows
+        self._queued += rows
         self._wakeup.set()
         return await future
 
@@ -100,7 +106,7 @@ class DynamicBatcher:
             if batch and rows + n > self.max_batch_size:
                 break
             queue.popleft()
-            self.queued_samples -= n
+            self._queued -= n
             # A request that timed out while queued is cancelled: it does not take a slot.
             if not item.future.done():
                 batch.append(item)
@@ -119,6 +125,9 @@ class DynamicBatcher:
             rows = self._take(batch, 0)
             if self.max_wait_s > 0 and rows < self.max_batch_size:
                 rows = await self._fill(batch, rows)
+            # Requests that timed out while the batch filled are dropped before the pass.
+            batch = [item for item in batch if not item.future.done()]
+            rows = sum(len(item.array) for item in batch)
             if not batch:
                 continue
             if not await self._forward(batch, rows) and len(batch) > 1:
@@ -137,11 +146,13 @@ class DynamicBatcher:
             if len(output) != rows:
                 raise ValueError(f"the model returned {len(output)} rows for {rows} inputs")
         except Exception as exc:
+            if self._on_batch is not None:
+                self._on_batch(rows, time.perf_counter() - started, False)
             if len(batch) == 1 and not batch[0].future.done():
                 batch[0].future.set_exception(exc)
             return False
         if self._on_batch is not None:
-            self._on_batch(rows, time.perf_counter() - started)
+            self._on_batch(rows, time.perf_counter() - started, True)
         start = 0
         for item in batch:
             end = start + len(item.array)
@@ -158,11 +169,14 @@ class DynamicBatcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self._filling = rows
             self._wakeup.clear()
             try:
                 async with asyncio.timeout(remaining):
                     await self._wakeup.wait()
             except TimeoutError:
                 break
+            finally:
+                self._filling = 0
             rows = self._take(batch, rows)
         return rows

@@ -67,6 +67,11 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.forward_errors = Counter(
+            "serving_forward_errors",
+            "Forward passes that raised (a failed batch is retried one request at a time).",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "serving_queue_depth",
             "Samples waiting for a forward pass.",
@@ -94,7 +99,10 @@ class ServerMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observe_batch(self, size: int, seconds: float) -> None:
+    def observe_batch(self, size: int, seconds: float, ok: bool) -> None:
+        if not ok:
+            self.forward_errors.inc()
+            return
         self.batch_size.observe(size)
         self.forward_seconds.observe(seconds)
 

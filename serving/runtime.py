@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,9 @@ class ModelRuntime:
         self._on_fatal = on_fatal
         self._loop: asyncio.AbstractEventLoop | None = None
         self._load_task: asyncio.Task[None] | None = None
+        self._drain_started: float | None = None
+        # Set when a forward pass outlived the grace period: the process must not wait for it.
+        self.abandoned_work = False
 
     @property
     def ready(self) -> bool:
@@ -115,15 +119,23 @@ class ModelRuntime:
         self._loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
+        self._drain_started = time.monotonic()
         if self.state is not ModelState.FAILED:
             self.state = ModelState.DRAINING
         if self.batcher is not None:
             self.batcher.flush()
 
     async def stop(self) -> None:
-        """Finish queued work and release the worker thread."""
-        if self.batcher is not None:
-            await self.batcher.stop()
+        """Finish queued work and release the worker thread, within what is left of the grace."""
+        if self.batcher is None:
+            return
+        elapsed = time.monotonic() - (self._drain_started or time.monotonic())
+        try:
+            async with asyncio.timeout(max(0.5, self.config.grace_s - elapsed)):
+                await self.batcher.stop()
+        except TimeoutError:
+            log.error("a forward pass outlived the %.0f s grace period", self.config.grace_s)
+            self.abandoned_work = True
 
     async def infer(self, array: np.ndarray) -> np.ndarray:
         """Run `array` through the model within the request timeout."""

@@ -9,6 +9,7 @@ signal stops waiting. SageMaker sends SIGKILL 30 s after SIGTERM, hence the 25 s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from types import FrameType
@@ -77,4 +78,8 @@ def run_server(config: ServerConfig) -> int:
     )
     server = GracefulServer(uv_config, app, config.drain_s)
     server.run()
+    if app.runtime.abandoned_work:
+        # The forward thread cannot be interrupted and Python would join it at exit.
+        logging.shutdown()
+        os._exit(server.exit_code or 1)
     return server.exit_code

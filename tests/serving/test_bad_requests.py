@@ -40,7 +40,7 @@ def assert_error(response: httpx.Response, status: int, *words: str) -> None:
     ("body", "words"),
     [
         (b'{"inputs": [[1, 2', ["malformed JSON", "line 1"]),
-        (b"{\"inputs\": \"\xc3\x28\"}", ["malformed JSON", "UTF-8"]),
+        (b'{"inputs": "\xc3\x28"}', ["malformed JSON", "UTF-8"]),
         (b"[" * 100_000, ["malformed JSON"]),
     ],
 )
@@ -175,7 +175,9 @@ def test_chunked_body_growing_past_6mb_gets_413(client: httpx.Client) -> None:
 
 def test_body_just_under_6mb_is_read_and_judged_on_its_content(client: httpx.Client) -> None:
     body = b'{"inputs": []}' + b" " * (SIX_MB - 20)
-    response = client.post("/invocations", content=body, headers={"content-type": "application/json"})
+    response = client.post(
+        "/invocations", content=body, headers={"content-type": "application/json"}
+    )
     assert_error(response, 400, "wrong shape")
 
 
@@ -183,7 +185,8 @@ def test_a_request_that_breaks_the_model_fails_alone_while_batched_with_good_one
     tmp_path: Path, start_server
 ) -> None:
     model_dir = write_model_dir(tmp_path / "fragile", FragileDigits())
-    server = start_server(model_dir, "--max-batch-size", "8", "--max-batch-wait-ms", "2000")
+    # A full batch is exactly these four requests; the long wait makes sure they meet.
+    server = start_server(model_dir, "--max-batch-size", "4", "--max-batch-wait-ms", "20000")
     bad = {"inputs": np.full((1, 1, 8, 8), -5000.0).tolist()}
     bodies = [GOOD, GOOD, bad, GOOD]
     with httpx.Client(base_url=server.url, timeout=30) as c, ThreadPoolExecutor(4) as pool:
@@ -191,3 +194,6 @@ def test_a_request_that_breaks_the_model_fails_alone_while_batched_with_good_one
     statuses = [r.status_code for r in responses]
     assert statuses == [200, 200, 500, 200], [r.text for r in responses]
     assert "input out of range" in responses[2].json()["error"]
+    # The batch of four failed, then the bad request alone; the three good ones ran alone.
+    assert server.metric("serving_forward_errors_total") == 2
+    assert server.metric("serving_batch_size_count") == 3

@@ -10,7 +10,12 @@ import torch
 def infer_body(x: np.ndarray, **extra: object) -> dict:
     return {
         "inputs": [
-            {"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": list(x.shape),
+                "data": x.ravel().tolist(),
+            }
         ],
         **extra,
     }
