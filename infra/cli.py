@@ -61,6 +61,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra.demo import run_demo
+
+    return run_demo(Path(args.workdir), stack=args.stack, epochs=args.epochs, sample=args.sample)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="machine-readable output: resources and outputs"
     )
     plan.set_defaults(func=cmd_plan)
+    demo = sub.add_parser(
+        "demo",
+        help="the whole loop locally: offline plan, prepare data, train, serve, predict",
+    )
+    demo.add_argument(
+        "--workdir", default=".mlplatform/demo", help="where data, checkpoints and the model go"
+    )
+    demo.add_argument("--stack", default="dev", help="stack to plan (default: dev)")
+    demo.add_argument("--epochs", type=int, help="override the training epochs")
+    demo.add_argument("--sample", type=int, default=0, help="which held-out image to predict")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

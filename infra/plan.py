@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import runpy
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,10 +24,12 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
+from infra.components.images import register_offline_mocks as register_image_mocks
 from infra.config import PROJECT, StackConfig
 from infra.stackfile import RawStack, load_stack_file
 
 ACCOUNT_ID = "123456789012"
+PROGRAM = Path(__file__).resolve().parent / "__main__.py"
 SECRET = "[secret]"
 UNKNOWN = "[computed]"
 
@@ -269,6 +272,8 @@ def _register_outputs() -> None:
 
 
 _register_outputs()
+# Workload types (images, ...) answer from their own modules.
+register_image_mocks(PlanMocks)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -342,8 +347,6 @@ def _run_isolated(fn: Callable[[], Any]) -> Any:
 
 def plan_stack(path: Path, stack: str | None = None) -> Plan:
     """Validate a stack file, then run the program for it under mocks."""
-    from infra.program import main
-
     config, raw = load_stack_file(path)
     stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
 
@@ -365,7 +368,10 @@ def plan_stack(path: Path, stack: str | None = None) -> Plan:
                 callbacks=None,
             )
         )
-        pulumi_mocks._sync_await(run_in_stack(main))
+        # Run infra/__main__.py itself, as `pulumi up` would, not a function behind it.
+        pulumi_mocks._sync_await(
+            run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"))
+        )
         return Plan(
             stack=stack,
             source=raw.source,
