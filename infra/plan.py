@@ -9,6 +9,8 @@ the cost estimate and PR comments are all built on this.
 from __future__ import annotations
 
 import asyncio
+import gc
+import base64
 import hashlib
 import json
 import runpy
@@ -25,6 +27,7 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
 
 from infra.components.images import register_offline_mocks as register_image_mocks
+from infra.components.sagemaker_training import offline_outputs as sagemaker_training_outputs
 from infra.config import PROJECT, StackConfig
 from infra.stackfile import RawStack, load_stack_file
 
@@ -272,8 +275,70 @@ def _register_outputs() -> None:
 
 
 _register_outputs()
+
+
+def _register_eks_outputs() -> None:
+    """What EKS computes: the API endpoint and CA the Kubernetes provider needs, node groups'
+    autoscaling groups (where the cluster-autoscaler tags go), launch template versions."""
+
+    def eks_cluster(name: str, inputs: dict, m: PlanMocks) -> dict:
+        cluster = m.physical_name(name, inputs)
+        suffix = _short_hash(m.stack, cluster, length=32).upper()
+        ca = base64.b64encode(f"offline-plan CA of {cluster}".encode()).decode()
+        return {
+            "id": cluster,
+            "arn": m.arn("eks", f"cluster/{cluster}"),
+            "endpoint": f"https://{suffix}.gr7.{m.region}.eks.amazonaws.com",
+            "certificateAuthority": {"data": ca},
+            "identities": [
+                {"oidcs": [{"issuer": f"https://oidc.eks.{m.region}.amazonaws.com/id/{suffix}"}]}
+            ],
+            "version": inputs.get("version", "1.34"),
+            "platformVersion": "eks.1",
+            "status": "ACTIVE",
+            "vpcConfig": {
+                **(inputs.get("vpcConfig") or {}),
+                "clusterSecurityGroupId": f"sg-{_short_hash(cluster, 'cluster-sg', length=17)}",
+                "vpcId": f"vpc-{_short_hash(m.stack, length=17)}",
+            },
+        }
+
+    def node_group(name: str, inputs: dict, m: PlanMocks) -> dict:
+        group = inputs.get("nodeGroupName") or m.physical_name(name, {})
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{m.stack}/{group}"))
+        return {
+            "id": f"{inputs.get('clusterName')}:{group}",
+            "arn": m.arn("eks", f"nodegroup/{inputs.get('clusterName')}/{group}/{uid}"),
+            "status": "ACTIVE",
+            "resources": [
+                {
+                    "autoscalingGroups": [{"name": f"eks-{group}-{uid}"}],
+                    "remoteAccessSecurityGroupId": "",
+                }
+            ],
+        }
+
+    def launch_template(name: str, inputs: dict, m: PlanMocks) -> dict:
+        return {"latestVersion": 1, "defaultVersion": 1}
+
+    def placement_group(name: str, inputs: dict, m: PlanMocks) -> dict:
+        group = m.physical_name(name, inputs)
+        return {"id": group, "placementGroupId": f"pg-{_short_hash(group, length=17)}"}
+
+    PlanMocks.outputs_by_type.update(
+        {
+            "aws:eks/cluster:Cluster": eks_cluster,
+            "aws:eks/nodeGroup:NodeGroup": node_group,
+            "aws:ec2/launchTemplate:LaunchTemplate": launch_template,
+            "aws:ec2/placementGroup:PlacementGroup": placement_group,
+        }
+    )
+
+
+_register_eks_outputs()
 # Workload types (images, ...) answer from their own modules.
 register_image_mocks(PlanMocks)
+PlanMocks.outputs_by_type.update(sagemaker_training_outputs())
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -340,6 +405,9 @@ def _run_isolated(fn: Callable[[], Any]) -> Any:
     thread = threading.Thread(target=target, name="offline-plan")
     thread.start()
     thread.join()
+    # Event loops the SDK left in reference cycles would otherwise be collected at interpreter
+    # exit, after their sockets, and print "Invalid file descriptor" noise.
+    gc.collect()
     if "error" in result:
         raise result["error"]
     return result["value"]
