@@ -11,12 +11,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cache
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -221,6 +224,278 @@ class Budget(Section):
         return emails
 
 
+# --- EKS: the cluster and its GPU node pools ---------------------------------------------------
+
+# Kubernetes versions EKS offers that the components here are pinned for (cluster-autoscaler's
+# image follows the cluster's minor version; see infra/components/kubernetes_layer.py).
+KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
+ControlPlaneLogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+_POOL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_CAPACITY_RESERVATION = re.compile(r"^cr-[0-9a-f]{17}$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+RESERVED_LABEL_DOMAINS = ("mlplatform.io/", "nvidia.com/", "k8s.amazonaws.com/", "eks.amazonaws.com/")
+
+
+def check_gpu_instance_type(value: str) -> str:
+    """An EC2 type with whole NVIDIA GPUs, per the instance facts table (infra/instances.py)."""
+    from infra import instances
+
+    check_ec2_instance_type(value)
+    found = instances.facts(value)
+    if found is None:
+        raise ValueError(
+            f"no instance facts for {value} in {instances.TABLE.name}; regenerate it with "
+            "`python -m infra.instances` after upgrading moto"
+        )
+    if found.gpu_model is None:
+        families = sorted({f.family for f in instances.table().values() if f.gpu_count})
+        raise ValueError(
+            f"not a GPU instance type ({value} has no GPUs); GPU families: {', '.join(families)}"
+        )
+    if found.gpu_manufacturer != "NVIDIA":
+        raise ValueError(f"{value} has {found.gpu_manufacturer} GPUs; GPU pools run NVIDIA AMIs")
+    if found.gpu_count < 1:
+        raise ValueError(
+            f"{value} gets a fraction ({found.gpu_partition:g}) of one {found.gpu_model}; GPU pools "
+            "need whole GPUs that the NVIDIA device plugin can offer as nvidia.com/gpu"
+        )
+    return value
+
+
+GpuInstanceType = Annotated[str, AfterValidator(check_gpu_instance_type)]
+
+
+class SystemNodes(Section):
+    """The small on-demand CPU node group that runs cluster services (CoreDNS, autoscaler)."""
+
+    instance_type: str = Field(default="m6i.large", description="EC2 instance type (CPU).")
+    min_size: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=2, description="Nodes always running (2 keeps CoreDNS up through a node loss)."
+    )
+    max_size: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=3, description="Upper bound the cluster-autoscaler may scale to."
+    )
+    disk_size_gib: Annotated[int, Field(ge=20, le=1024)] = Field(
+        default=50, description="Encrypted root volume size (GiB)."
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _ec2_type(cls, value: str) -> str:
+        return check_ec2_instance_type(value)
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_size")
+        if low is not None and value < low:
+            raise ValueError(f"maxSize must be >= minSize ({low})")
+        return value
+
+
+class GpuQuota(Section):
+    """GPUs (`requests.nvidia.com/gpu`) that all pods of a namespace may request together."""
+
+    training: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=0, description="GPUs for the `training` namespace (0: no GPU pods there)."
+    )
+    serving: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=0, description="GPUs for the `serving` namespace (0: no GPU pods there)."
+    )
+
+
+class Cluster(Section):
+    """The EKS cluster: version, API endpoint exposure, logging, system nodes and GPU quotas."""
+
+    version: str = Field(
+        default="1.34", description=f"Kubernetes version, one of {', '.join(KUBERNETES_VERSIONS)}."
+    )
+    endpoint_public_access: bool = Field(
+        default=False,
+        description="Expose the Kubernetes API endpoint publicly (to `publicAccessCidrs` only); "
+        "off: reachable from inside the VPC only (VPN, bastion or CI runner in the VPC).",
+    )
+    public_access_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Networks allowed to reach a public endpoint, e.g. an office or CI egress /32.",
+    )
+    log_types: list[ControlPlaneLogType] = Field(
+        default_factory=lambda: ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+        description="Control-plane logs sent to CloudWatch Logs.",
+    )
+    log_retention_days: Days = Field(
+        default=90, description="How long CloudWatch keeps control-plane logs."
+    )
+    admin_role_arns: list[str] = Field(
+        default_factory=list,
+        description="IAM role ARNs given cluster-admin through access entries (the identity "
+        "that creates the cluster is admin too).",
+    )
+    system_nodes: SystemNodes = Field(
+        default_factory=SystemNodes, description="CPU nodes for cluster services."
+    )
+    gpu_quota: GpuQuota = Field(
+        default_factory=GpuQuota, description="GPU ResourceQuota per workload namespace."
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _supported_version(cls, value: str) -> str:
+        if value not in KUBERNETES_VERSIONS:
+            raise ValueError(f"unsupported Kubernetes version; use one of {', '.join(KUBERNETES_VERSIONS)}")
+        return value
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _allow_list(cls, cidrs: list[str], info: ValidationInfo) -> list[str]:
+        for cidr in cidrs:
+            try:
+                net = ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a CIDR block ({exc})") from None
+            if net.prefixlen == 0:
+                raise ValueError(f"{cidr} opens the API to the whole internet; name your networks")
+        if cidrs and info.data.get("endpoint_public_access") is False:
+            raise ValueError("an allow-list applies only with endpointPublicAccess: true")
+        return cidrs
+
+    @model_validator(mode="after")
+    def _public_endpoint_has_allow_list(self) -> Cluster:
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            raise ValueError("endpointPublicAccess: true needs publicAccessCidrs (an allow-list)")
+        return self
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _role_arns(cls, arns: list[str]) -> list[str]:
+        for arn in arns:
+            if not re.fullmatch(r"arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+", arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN")
+        return arns
+
+
+class GpuPool(Section):
+    """A managed node group of GPU instances that the cluster-autoscaler sizes (scale to zero)."""
+
+    name: str = Field(description="Pool name: 2-32 lower-case letters, digits or -.")
+    instance_types: list[GpuInstanceType] = Field(
+        min_length=1,
+        description="NVIDIA GPU instance types with the same GPU model and count, e.g. "
+        "[g6e.xlarge] or [g5.12xlarge, g6.12xlarge]; the first is preferred.",
+    )
+    min_size: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="Nodes always running; 0 lets the pool idle at no cost."
+    )
+    max_size: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="Nodes the cluster-autoscaler may add for pending GPU pods."
+    )
+    capacity_reservation_id: str | None = Field(
+        default=None,
+        description="cr-… id of a Capacity Block (required for capacityBlock) or an on-demand "
+        "capacity reservation to launch into.",
+    )
+    capacity_type: Literal["onDemand", "spot", "capacityBlock"] = Field(
+        default="onDemand",
+        description="`onDemand`, `spot` (cheaper, may be reclaimed) or `capacityBlock` "
+        "(a purchased EC2 Capacity Block for ML; give capacityReservationId).",
+    )
+    disk_size_gib: Annotated[int, Field(ge=20, le=16384)] = Field(
+        default=200, description="Encrypted root/data volume per node (GiB); ML images are large."
+    )
+    efa: bool = Field(
+        default=False,
+        description="Elastic Fabric Adapter networking for multi-node training; every instance "
+        "type must support it; nodes are placed in one zone in a cluster placement group.",
+    )
+    ami_family: Literal["al2023", "bottlerocket"] = Field(
+        default="al2023",
+        description="Node OS: the EKS-optimised AL2023 NVIDIA AMI or Bottlerocket NVIDIA.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra Kubernetes node labels for this pool."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _pool_name(cls, value: str) -> str:
+        if not _POOL_NAME.match(value):
+            raise ValueError("must be 2-32 lower-case letters, digits or -, starting with a letter")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _one_shape(cls, types: list[str]) -> list[str]:
+        from infra import instances
+
+        shapes = {(f.gpu_model, f.gpu_count, f.architecture) for f in map(instances.facts, types) if f}
+        if len(shapes) > 1:
+            described = "; ".join(
+                f"{t}: {f.gpu_count} x {f.gpu_model} ({f.architecture})"
+                for t, f in ((t, instances.facts(t)) for t in types)
+                if f
+            )
+            raise ValueError(
+                "instance types of one pool must share GPU model, GPU count and architecture, so "
+                f"node labels and autoscaler templates hold for every node ({described}); split "
+                "them into pools"
+            )
+        if len(set(types)) != len(types):
+            raise ValueError("instance types repeat")
+        return types
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_size")
+        if low is not None and value < low:
+            raise ValueError(f"maxSize must be >= minSize ({low})")
+        return value
+
+    @field_validator("capacity_reservation_id")
+    @classmethod
+    def _reservation_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CAPACITY_RESERVATION.match(value):
+            raise ValueError("must be a capacity reservation id: cr- and 17 hex digits")
+        return value
+
+    @field_validator("capacity_type")
+    @classmethod
+    def _capacity_fits(cls, value: str, info: ValidationInfo) -> str:
+        reservation = info.data.get("capacity_reservation_id")
+        if value == "capacityBlock":
+            if len(info.data.get("instance_types") or []) > 1:
+                raise ValueError("a Capacity Block holds one instance type; list only that type")
+            if reservation is None and "capacity_reservation_id" not in info.data:
+                return value  # the reservation id itself was malformed and is reported there
+            if reservation is None:
+                raise ValueError("capacityBlock needs capacityReservationId: the Capacity Block's cr-… id")
+        if value == "spot" and reservation is not None:
+            raise ValueError("spot capacity cannot launch into capacityReservationId; remove it or use onDemand")
+        return value
+
+    @field_validator("efa")
+    @classmethod
+    def _efa_capable(cls, value: bool, info: ValidationInfo) -> bool:
+        from infra import instances
+
+        if value:
+            lacking = [t for t in info.data.get("instance_types") or [] if not instances.efa_supported(t)]
+            if lacking:
+                raise ValueError(f"EFA is not supported by {', '.join(lacking)}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+                raise ValueError(f"{key}={value!r} is not a valid Kubernetes label")
+            if key.startswith(RESERVED_LABEL_DOMAINS):
+                raise ValueError(f"{key}: labels under {', '.join(RESERVED_LABEL_DOMAINS)} are set by the platform")
+        return labels
+
+
 class StackConfig(Section):
     """A whole stack file: `aws:region` plus one `mlplatform:<section>` key per section."""
 
@@ -238,6 +513,12 @@ class StackConfig(Section):
         description="Named secrets (e.g. a Hugging Face token) stored in Secrets Manager under "
         "the stack key and readable by training jobs; keep them `secure:` in the file.",
     )
+    cluster: Cluster = Field(
+        default_factory=Cluster, description="The EKS cluster GPU pools and workloads run in."
+    )
+    gpu_pools: list[GpuPool] = Field(
+        default_factory=list, description="GPU node pools of the EKS cluster (scale to zero)."
+    )
 
     @field_validator("region")
     @classmethod
@@ -254,6 +535,15 @@ class StackConfig(Section):
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", name):
                 raise ValueError(f"secret name {name!r} must be letters, digits, _ or -")
         return secrets
+
+    @field_validator("gpu_pools")
+    @classmethod
+    def _unique_pool_names(cls, pools: list[GpuPool]) -> list[GpuPool]:
+        names = [p.name for p in pools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"GPU pool names must be unique; repeated: {', '.join(duplicates)}")
+        return pools
 
     def resource_tags(self, stack: str) -> dict[str, str]:
         """The tags every taggable resource of this stack carries."""
@@ -278,6 +568,10 @@ def describe_allowed(field_path: tuple[Any, ...]) -> str:
     model: Any = StackConfig
     info = None
     for part in field_path:
+        while get_origin(model) in (list, Union, UnionType):  # list[X], X | None: look at X
+            model = next(a for a in get_args(model) if a is not type(None))
+        if isinstance(part, int):
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             break
         name = next(

@@ -6,12 +6,15 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
+from infra.components.images import StackImages, StackImagesArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.registry import Registry, RegistryArgs
+from infra.components.sagemaker_serving import ModelEndpoint, ModelEndpointArgs
+from infra.components.sagemaker_training import TrainingPipeline, TrainingPipelineArgs
 from infra.components.secrets import StackSecrets, StackSecretsArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import PROJECT, StackConfig
-from infra.stackfile import load_for_program
+from infra.stackfile import PROJECT_ROOT, load_for_program
 from infra.tagging import register_stack_tags
 
 
@@ -73,7 +76,55 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         ),
     )
 
+    images = StackImages(
+        name,
+        StackImagesArgs(
+            contexts={image: PROJECT_ROOT / image for image in ("training", "serving")},
+            repository_urls=registry.repository_urls,
+            registry_id=registry.repositories["training"].registry_id,
+        ),
+    )
+    pipelines, endpoints = {}, {}
+    for model in config.models:
+        model_name = f"{name}-{model.name}"
+        if model.training.plane == "sagemaker":
+            pipelines[model.name] = TrainingPipeline(
+                model_name,
+                TrainingPipelineArgs(
+                    model=model,
+                    account_id=identity.account_id,
+                    partition=partition,
+                    region=config.region,
+                    training_image=images.refs["training"],
+                    serving_image=images.refs["serving"],
+                    execution_role_arn=role.role_arn,
+                    kms_key_arn=storage.kms_key_arn,
+                    bucket_names=storage.bucket_names,
+                    bucket_arns=storage.bucket_arns,
+                ),
+            )
+        if model.serving.plane == "sagemaker":
+            endpoints[model.name] = ModelEndpoint(
+                model_name,
+                ModelEndpointArgs(
+                    model=model,
+                    endpoint_name=model_name,
+                    account_id=identity.account_id,
+                    partition=partition,
+                    region=config.region,
+                    serving_image=images.refs["serving"],
+                    execution_role_arn=role.role_arn,
+                    kms_key_arn=storage.kms_key_arn,
+                    artifacts_bucket=storage.bucket_names["artifacts"],
+                    model_package_group=model_name if model.name in pipelines else None,
+                ),
+            )
+
     return {
+        "imageRefs": images.refs,
+        "pipelineNames": {m: p.pipeline_name for m, p in pipelines.items()},
+        "modelPackageGroups": {m: p.model_package_group_name for m, p in pipelines.items()},
+        "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,
         "kmsKeyArn": storage.kms_key_arn,

@@ -1,0 +1,391 @@
+"""The EKS cluster: control plane, system nodes, managed add-ons and their IAM roles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import instances
+
+# Add-ons installed before any node joins (networking and credentials) and after the system
+# nodes are up (add-ons with Deployments, which EKS reports healthy only once they run).
+ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver", "aws-mountpoint-s3-csi-driver")
+# The service accounts add-ons run AWS calls as (kube-system); the others make none.
+ADDON_SERVICE_ACCOUNTS = {
+    "vpc-cni": "aws-node",
+    "aws-ebs-csi-driver": "ebs-csi-controller-sa",
+    "aws-mountpoint-s3-csi-driver": "s3-csi-driver-sa",
+}
+ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Everything the cluster needs: placement, keys, exposure, logging and system nodes."""
+
+    cluster_name: str
+    version: str
+    region: str
+    partition: str
+    subnet_ids: Sequence[pulumi.Input[str]]
+    kms_key_arn: pulumi.Input[str]
+    datasets_bucket_arn: pulumi.Input[str]
+    endpoint_public_access: bool
+    public_access_cidrs: Sequence[str]
+    log_types: Sequence[str]
+    log_retention_days: int
+    system_instance_type: str
+    system_min_size: int
+    system_max_size: int
+    system_disk_size_gib: int
+    admin_role_arns: Sequence[str] = field(default_factory=tuple)
+    protect: bool = False
+
+
+def managed_policy(partition: str, name: str) -> str:
+    return f"arn:{partition}:iam::aws:policy/{name}"
+
+
+def service_trust(service: str, *, tag_session: bool = False) -> str:
+    actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else ["sts:AssumeRole"]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}],
+        }
+    )
+
+
+def pod_identity_role(
+    name: str,
+    *,
+    description: str,
+    policy: pulumi.Input[str] | None = None,
+    managed_policy_arns: Sequence[str] = (),
+    parent: pulumi.Resource,
+) -> aws.iam.Role:
+    """An IAM role that EKS Pod Identity hands to one service account (trust: pods.eks)."""
+    role = aws.iam.Role(
+        name,
+        description=description,
+        # Pod Identity tags the session with cluster, namespace and service account.
+        assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    child = pulumi.ResourceOptions(parent=role)
+    if policy is not None:
+        aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=child)
+    for arn in managed_policy_arns:
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=child
+        )
+    return role
+
+
+def node_launch_template(
+    name: str,
+    *,
+    disk_size_gib: int,
+    bottlerocket: bool = False,
+    extra: dict | None = None,
+    parent: pulumi.Resource,
+) -> aws.ec2.LaunchTemplate:
+    """Node settings EKS's defaults leave open: IMDSv2 only, encrypted volumes."""
+    volume = {"volume_size": disk_size_gib, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}
+    # Bottlerocket boots from a small OS volume and keeps images and pods on a second one.
+    devices = (
+        [
+            {"device_name": "/dev/xvda", "ebs": {**volume, "volume_size": 4}},
+            {"device_name": "/dev/xvdb", "ebs": volume},
+        ]
+        if bottlerocket
+        else [{"device_name": "/dev/xvda", "ebs": volume}]
+    )
+    return aws.ec2.LaunchTemplate(
+        name,
+        description=f"{name}: IMDSv2-only nodes with encrypted volumes",
+        update_default_version=True,
+        metadata_options={
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            # One hop keeps pods (a hop further away) off the node role's credentials; pods get
+            # their own through Pod Identity instead.
+            "http_put_response_hop_limit": 1,
+        },
+        block_device_mappings=devices,
+        tag_specifications=[
+            {"resource_type": kind, "tags": {"Name": name}} for kind in ("instance", "volume")
+        ],
+        **(extra or {}),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> str:
+    """A kubeconfig that authenticates with `aws eks get-token` (access entries, no tokens)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}
+            ],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region, "--output", "json"],
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+        }
+    )
+
+
+def s3_csi_policy(bucket_arn: str, kms_key_arn: str) -> str:
+    """Mountpoint for S3 reads the datasets bucket, nothing else, and writes nothing."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ListDatasets", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn]},
+                {"Sid": "ReadDatasets", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket_arn}/*"]},
+                {"Sid": "DecryptDatasets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [kms_key_arn]},
+            ],
+        }
+    )
+
+
+def ebs_csi_key_policy(kms_key_arn: str) -> str:
+    """Lets the EBS CSI driver create volumes encrypted with the stack key."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "UseStackKeyForVolumes",
+                    "Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                    "Resource": [kms_key_arn],
+                },
+                {
+                    "Sid": "GrantStackKeyToEbs",
+                    "Effect": "Allow",
+                    "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                    "Resource": [kms_key_arn],
+                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                },
+            ],
+        }
+    )
+
+
+def cluster_key_policy(kms_key_arn: str) -> str:
+    """What the control plane needs on the stack key for envelope encryption of secrets."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "EncryptSecrets",
+                    "Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
+                    "Resource": [kms_key_arn],
+                }
+            ],
+        }
+    )
+
+
+class EksCluster(pulumi.ComponentResource):
+    """An EKS cluster in private subnets with API (access entry) auth and encrypted secrets."""
+
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    version: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    addons: dict[str, aws.eks.Addon]
+    """Add-ons that must exist before nodes join; node groups depend on them."""
+    node_prerequisites: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:cluster:EksCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        policy = lambda n: managed_policy(args.partition, n)  # noqa: E731
+
+        role = aws.iam.Role(
+            f"{name}-control-plane",
+            description=f"EKS control plane of {args.cluster_name}",
+            assume_role_policy=service_trust("eks.amazonaws.com", tag_session=True),
+            opts=child,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-control-plane", role=role.name, policy_arn=policy("AmazonEKSClusterPolicy"), opts=pulumi.ResourceOptions(parent=role)
+            ),
+            aws.iam.RolePolicy(
+                f"{name}-control-plane-kms",
+                role=role.id,
+                policy=pulumi.Output.from_input(args.kms_key_arn).apply(cluster_key_policy),
+                opts=pulumi.ResourceOptions(parent=role),
+            ),
+        ]
+        # EKS writes to this group; creating it first sets retention instead of "never expire".
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        cluster = aws.eks.Cluster(
+            name,
+            name=args.cluster_name,
+            version=args.version,
+            role_arn=role.arn,
+            vpc_config={
+                "subnet_ids": list(args.subnet_ids),
+                "endpoint_private_access": True,
+                "endpoint_public_access": args.endpoint_public_access,
+                "public_access_cidrs": list(args.public_access_cidrs) if args.endpoint_public_access else None,
+            },
+            access_config={
+                "authentication_mode": "API",
+                # The identity running `pulumi up` must reach the API to install the Kubernetes layer.
+                "bootstrap_cluster_creator_admin_permissions": True,
+            },
+            encryption_config={"provider": {"key_arn": args.kms_key_arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=list(args.log_types),
+            # vpc-cni, kube-proxy and CoreDNS come as managed add-ons below, versioned by EKS.
+            bootstrap_self_managed_addons=False,
+            upgrade_policy={"support_type": "STANDARD"},
+            deletion_protection=args.protect,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[*attachments, logs]),
+        )
+        cluster_opts = pulumi.ResourceOptions(parent=cluster)
+
+        for i, principal in enumerate(args.admin_role_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=principal, type="STANDARD", opts=cluster_opts
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}",
+                cluster_name=cluster.name,
+                principal_arn=principal,
+                policy_arn=ADMIN_POLICY.format(partition=args.partition),
+                access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=entry),
+            )
+
+        node_role = aws.iam.Role(
+            f"{name}-node",
+            description=f"EC2 nodes of {args.cluster_name} (join the cluster, pull images)",
+            assume_role_policy=service_trust("ec2.amazonaws.com"),
+            opts=child,
+        )
+        # No CNI policy here: the VPC CNI gets its own role through Pod Identity.
+        for managed in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly"):
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{managed}", role=node_role.name, policy_arn=policy(managed), opts=pulumi.ResourceOptions(parent=node_role)
+            )
+
+        roles = {
+            "vpc-cni": pod_identity_role(
+                f"{name}-vpc-cni",
+                description="VPC CNI: manages pod network interfaces",
+                managed_policy_arns=[policy("AmazonEKS_CNI_Policy")],
+                parent=self,
+            ),
+            "aws-ebs-csi-driver": pod_identity_role(
+                f"{name}-ebs-csi",
+                description="EBS CSI driver: creates and attaches volumes",
+                managed_policy_arns=[policy("service-role/AmazonEBSCSIDriverPolicy")],
+                policy=pulumi.Output.from_input(args.kms_key_arn).apply(ebs_csi_key_policy),
+                parent=self,
+            ),
+            "aws-mountpoint-s3-csi-driver": pod_identity_role(
+                f"{name}-s3-csi",
+                description="Mountpoint for S3 CSI driver: reads the datasets bucket",
+                policy=pulumi.Output.all(args.datasets_bucket_arn, args.kms_key_arn).apply(lambda v: s3_csi_policy(*v)),
+                parent=self,
+            ),
+        }
+
+        def addon(addon_name: str, depends_on: list[pulumi.Resource]) -> aws.eks.Addon:
+            account = ADDON_SERVICE_ACCOUNTS.get(addon_name)
+            return aws.eks.Addon(
+                f"{name}-{addon_name}",
+                cluster_name=cluster.name,
+                addon_name=addon_name,
+                # No addon_version: EKS installs its default for the cluster's version.
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                pod_identity_associations=(
+                    [{"role_arn": roles[addon_name].arn, "service_account": account}] if account else None
+                ),
+                opts=pulumi.ResourceOptions(parent=cluster, depends_on=depends_on),
+            )
+
+        self.addons = {n: addon(n, []) for n in ADDONS_BEFORE_NODES}
+        # The pod identity agent must exist before add-ons that get credentials through it.
+        self.node_prerequisites = list(self.addons.values())
+
+        template = node_launch_template(f"{name}-system", disk_size_gib=args.system_disk_size_gib, parent=self)
+        facts = instances.facts(args.system_instance_type)
+        arm = facts is not None and facts.architecture == "arm64"
+        system_nodes = aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=cluster.name,
+            node_group_name=f"{args.cluster_name}-system",
+            node_role_arn=node_role.arn,
+            subnet_ids=list(args.subnet_ids),
+            instance_types=[args.system_instance_type],
+            ami_type="AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD",
+            capacity_type="ON_DEMAND",
+            scaling_config={
+                "min_size": args.system_min_size,
+                "max_size": args.system_max_size,
+                "desired_size": args.system_min_size,
+            },
+            labels={"mlplatform.io/node-role": "system"},
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            update_config={"max_unavailable": 1},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=self.node_prerequisites,
+                # The cluster-autoscaler owns the current size; `pulumi up` keeps min and max.
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
+        for n in ADDONS_AFTER_NODES:
+            self.addons[n] = addon(n, [system_nodes, self.addons["eks-pod-identity-agent"]])
+
+        self.cluster = cluster
+        self.system_node_group = system_nodes
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.version = cluster.version
+        # Output types are dicts (plain ones under the offline plan's mocks): index, don't getattr.
+        self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
+        self.security_group_id = cluster.vpc_config.apply(lambda v: v["cluster_security_group_id"])
+        self.node_role_arn = node_role.arn
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+            lambda v: kubeconfig(v[0], args.region, v[1], v[2]["data"])
+        )
+        self.register_outputs(
+            {"clusterName": self.cluster_name, "endpoint": self.endpoint, "nodeRoleArn": self.node_role_arn}
+        )

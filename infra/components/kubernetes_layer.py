@@ -1,0 +1,224 @@
+"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas.
+
+Everything here goes through one `pulumi_kubernetes.Provider` built from the cluster's outputs,
+so workloads (training jobs, serving Deployments) reuse `KubernetesLayer.provider` and the
+namespace and PriorityClass names below, which are part of the platform's contract.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.cluster import pod_identity_role
+from infra.components.gpu_pools import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL, GPU_TAINT, SYSTEM_NODE_SELECTOR
+
+# Workload namespaces and the PriorityClass each one's pods use (serving preempts training).
+NAMESPACES = ("training", "serving")
+PRIORITY_CLASSES = {
+    "serving": ("mlplatform-serving", 100_000, "Online inference: preempts training when GPUs run short."),
+    "training": ("mlplatform-training", 10_000, "Training jobs: checkpoint and yield to serving."),
+}
+
+# Pinned charts. The cluster-autoscaler's image must match the cluster's minor version.
+DEVICE_PLUGIN_CHART = ("nvidia-device-plugin", "0.19.3", "https://nvidia.github.io/k8s-device-plugin")
+DCGM_EXPORTER_CHART = ("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+AUTOSCALER_CHART = ("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler")
+AUTOSCALER_IMAGE_TAGS = {"1.32": "v1.32.7", "1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}
+AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
+GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class KubernetesLayerArgs:
+    """The cluster to talk to and what to install into it."""
+
+    cluster_name: pulumi.Input[str]
+    kubeconfig: pulumi.Input[str]
+    kubernetes_version: str
+    region: str
+    gpu_quota: Mapping[str, int]
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+def autoscaler_policy(cluster_name: str) -> str:
+    """Read anything it must, but resize and terminate only this cluster's node groups."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "Discover",
+                    "Effect": "Allow",
+                    "Action": [
+                        "autoscaling:DescribeAutoScalingGroups",
+                        "autoscaling:DescribeAutoScalingInstances",
+                        "autoscaling:DescribeLaunchConfigurations",
+                        "autoscaling:DescribeScalingActivities",
+                        "ec2:DescribeImages",
+                        "ec2:DescribeInstanceTypes",
+                        "ec2:DescribeLaunchTemplateVersions",
+                        "ec2:GetInstanceTypesFromInstanceRequirements",
+                        "eks:DescribeNodegroup",
+                    ],
+                    "Resource": "*",
+                },
+                {
+                    # EKS tags every managed node group's ASG with this key.
+                    "Sid": "ScaleOwnNodeGroups",
+                    "Effect": "Allow",
+                    "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
+                },
+            ],
+        }
+    )
+
+
+def device_plugin_values() -> dict:
+    """GPU nodes on AL2023 only: Bottlerocket's NVIDIA variants run the plugin on the host."""
+    return {
+        "nodeSelector": {GPU_PRESENT_LABEL: "true", AMI_FAMILY_LABEL: "al2023"},
+        # Replaces the chart's default affinity, which expects node-feature-discovery labels.
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}]}
+                    ]
+                }
+            }
+        },
+        "tolerations": [GPU_TOLERATION],
+    }
+
+
+def dcgm_exporter_values() -> dict:
+    return {
+        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+        "tolerations": [GPU_TOLERATION],
+        # The chart's ServiceMonitor needs the Prometheus operator's CRDs, not installed here.
+        "serviceMonitor": {"enabled": False},
+    }
+
+
+def autoscaler_values(cluster_name: str, region: str, version: str) -> dict:
+    return {
+        "cloudProvider": "aws",
+        "awsRegion": region,
+        "autoDiscovery": {"clusterName": cluster_name},
+        "image": {"tag": AUTOSCALER_IMAGE_TAGS[version]},
+        "rbac": {"serviceAccount": {"create": True, "name": AUTOSCALER_SERVICE_ACCOUNT}},
+        "nodeSelector": SYSTEM_NODE_SELECTOR,
+        "extraArgs": {
+            "expander": "least-waste",
+            "balance-similar-node-groups": "true",
+            # Kubernetes and EKS add-on pods on a GPU node must not keep an idle GPU node alive.
+            "skip-nodes-with-system-pods": "false",
+            "scale-down-unneeded-time": "10m",
+        },
+    }
+
+
+class KubernetesLayer(pulumi.ComponentResource):
+    """The provider, GPU system software, workload namespaces, GPU quotas and priorities."""
+
+    provider: k8s.Provider
+    namespaces: dict[str, pulumi.Output[str]]
+    priority_class_names: dict[str, str]
+
+    def __init__(self, name: str, args: KubernetesLayerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:kubernetes:KubernetesLayer", name, None, opts)
+        self.provider = k8s.Provider(
+            name,
+            kubeconfig=args.kubeconfig,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.depends_on))
+
+        self.priority_class_names = {}
+        for purpose, (class_name, value, description) in PRIORITY_CLASSES.items():
+            k8s.scheduling.v1.PriorityClass(
+                f"{name}-{class_name}",
+                metadata={"name": class_name},
+                value=value,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description=description,
+                opts=k8s_opts,
+            )
+            self.priority_class_names[purpose] = class_name
+
+        self.namespaces = {}
+        for namespace in NAMESPACES:
+            created = k8s.core.v1.Namespace(
+                f"{name}-{namespace}",
+                metadata={
+                    "name": namespace,
+                    "labels": {
+                        "mlplatform.io/workload": namespace,
+                        # Workloads run as ordinary pods: no host access, no privilege.
+                        "pod-security.kubernetes.io/enforce": "baseline",
+                        "pod-security.kubernetes.io/warn": "restricted",
+                    },
+                },
+                opts=k8s_opts,
+            )
+            k8s.core.v1.ResourceQuota(
+                f"{name}-{namespace}-gpus",
+                metadata={"name": "gpus", "namespace": created.metadata.name},
+                spec={"hard": {"requests.nvidia.com/gpu": str(args.gpu_quota.get(namespace, 0))}},
+                opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
+            )
+            self.namespaces[namespace] = created.metadata.name
+
+        role = pod_identity_role(
+            f"{name}-cluster-autoscaler",
+            description="cluster-autoscaler: resizes this cluster's node groups",
+            policy=pulumi.Output.from_input(args.cluster_name).apply(autoscaler_policy),
+            parent=self,
+        )
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-cluster-autoscaler",
+            cluster_name=args.cluster_name,
+            namespace="kube-system",
+            service_account=AUTOSCALER_SERVICE_ACCOUNT,
+            role_arn=role.arn,
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+
+        def release(chart: tuple[str, str, str], values: pulumi.Input[dict], extra: list[pulumi.Resource]) -> k8s.helm.v3.Release:
+            chart_name, version, repo = chart
+            return k8s.helm.v3.Release(
+                f"{name}-{chart_name}",
+                name=chart_name,
+                chart=chart_name,
+                version=version,
+                repository_opts={"repo": repo},
+                namespace="kube-system",
+                values=values,
+                atomic=True,
+                cleanup_on_fail=True,
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=self.provider, depends_on=[*args.depends_on, *extra]
+                ),
+            )
+
+        self.device_plugin = release(DEVICE_PLUGIN_CHART, device_plugin_values(), [])
+        self.dcgm_exporter = release(DCGM_EXPORTER_CHART, dcgm_exporter_values(), [])
+        self.autoscaler = release(
+            AUTOSCALER_CHART,
+            pulumi.Output.from_input(args.cluster_name).apply(
+                lambda cluster: autoscaler_values(cluster, args.region, args.kubernetes_version)
+            ),
+            [association],
+        )
+        self.register_outputs(
+            {"namespaces": self.namespaces, "priorityClassNames": self.priority_class_names}
+        )
