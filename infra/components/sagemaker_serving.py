@@ -1,0 +1,198 @@
+"""SageMaker serving plane: Model -> EndpointConfiguration -> Endpoint, autoscaling, alarms.
+
+A change to the image, the model or any endpoint setting makes a new, autonamed Model and
+EndpointConfiguration (created before the old ones are deleted); the Endpoint itself keeps its
+name and switches to the new configuration in place, so the live endpoint is never deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import Model
+
+VARIANT = "AllTraffic"
+# Families whose instances carry local NVMe storage: SageMaker refuses a volume KMS key there
+# (CreateEndpointConfig.KmsKeyId: the hardware module encrypts those volumes instead).
+_LOCAL_STORAGE_FAMILIES = {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"}
+
+
+def has_local_storage(instance_type: str) -> bool:
+    """True for `ml.` types with instance-store volumes (g4dn, g5, p4d, m5d, ...)."""
+    family = instance_type.removeprefix("ml.").split(".")[0]
+    return family in _LOCAL_STORAGE_FAMILIES or bool(
+        re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", family)
+    )
+
+
+@dataclass(frozen=True)
+class ModelEndpointArgs:
+    """A model's serving settings and the stack resources its endpoint uses."""
+
+    model: Model
+    endpoint_name: str
+    account_id: str
+    partition: str
+    region: str
+    serving_image: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    artifacts_bucket: pulumi.Input[str]
+    model_package_group: str | None = None
+
+
+class ModelEndpoint(pulumi.ComponentResource):
+    """A SageMaker endpoint for one model, serverless or instance-backed."""
+
+    endpoint_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("mlplatform:sagemaker:ModelEndpoint", name, None, opts)
+        serving = args.model.serving
+        # New Model/config before the old is deleted: the endpoint moves over, then they go.
+        replace_first = pulumi.ResourceOptions(parent=self, delete_before_replace=False)
+        if serving.model_package_version and args.model_package_group:
+            package = (
+                f"arn:{args.partition}:sagemaker:{args.region}:{args.account_id}:model-package/"
+                f"{args.model_package_group.lower()}/{serving.model_package_version}"
+            )
+            container: dict = {"model_package_name": package}
+        else:
+            container = {
+                "image": args.serving_image,
+                "model_data_url": pulumi.Output.concat(
+                    "s3://", args.artifacts_bucket, f"/models/{args.model.name}/model.tar.gz"
+                ),
+            }
+        model = aws.sagemaker.Model(
+            name,
+            execution_role_arn=args.execution_role_arn,
+            primary_container=container,
+            opts=replace_first,
+        )
+        variant: dict = {"variant_name": VARIANT, "model_name": model.name}
+        config_args: dict = {}
+        if serving.mode == "serverless":
+            variant["serverless_config"] = {
+                "max_concurrency": serving.serverless_max_concurrency,
+                "memory_size_in_mb": serving.serverless_memory_mb,
+            }
+        else:
+            variant.update(
+                instance_type=serving.instance_type, initial_instance_count=serving.min_instances
+            )
+            if not has_local_storage(serving.instance_type):
+                config_args["kms_key_arn"] = args.kms_key_arn
+            if serving.data_capture_percent:
+                config_args["data_capture_config"] = {
+                    "enable_capture": True,
+                    "initial_sampling_percentage": serving.data_capture_percent,
+                    "destination_s3_uri": pulumi.Output.concat(
+                        "s3://", args.artifacts_bucket, f"/data-capture/{args.model.name}"
+                    ),
+                    "kms_key_id": args.kms_key_arn,
+                    "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+                    "capture_content_type_header": {"json_content_types": ["application/json"]},
+                }
+        config = aws.sagemaker.EndpointConfiguration(
+            name, production_variants=[variant], opts=replace_first, **config_args
+        )
+        alarms = self._alarms(name, args)
+        endpoint_args: dict = {}
+        if serving.mode == "instances":
+            # Blue/green: the new fleet takes traffic only once healthy; either alarm during
+            # the bake time rolls the update back.
+            endpoint_args["deployment_config"] = {
+                "blue_green_update_policy": {
+                    "traffic_routing_configuration": {
+                        "type": "ALL_AT_ONCE",
+                        "wait_interval_in_seconds": 0,
+                    },
+                    "termination_wait_in_seconds": 300,
+                },
+                "auto_rollback_configuration": {"alarms": [{"alarm_name": a.name} for a in alarms]},
+            }
+        endpoint = aws.sagemaker.Endpoint(
+            name,
+            name=args.endpoint_name,
+            endpoint_config_name=config.name,
+            opts=pulumi.ResourceOptions(parent=self),
+            **endpoint_args,
+        )
+        if serving.mode == "instances":
+            self._autoscaling(name, args, endpoint)
+        self.endpoint_name = endpoint.name
+        self.register_outputs({"endpointName": self.endpoint_name})
+
+    def _alarms(self, name: str, args: ModelEndpointArgs) -> list[aws.cloudwatch.MetricAlarm]:
+        serving = args.model.serving
+        dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
+        errors = aws.cloudwatch.MetricAlarm(
+            f"{name}-5xx",
+            name=f"{args.endpoint_name}-5xx",
+            alarm_description=f"{args.endpoint_name} returns server errors",
+            namespace="AWS/SageMaker",
+            metric_name="Invocation5XXErrors",
+            dimensions=dimensions,
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            threshold=serving.error_alarm_count,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="notBreaching",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        latency = aws.cloudwatch.MetricAlarm(
+            f"{name}-latency",
+            name=f"{args.endpoint_name}-latency",
+            alarm_description=f"{args.endpoint_name} model latency above {serving.latency_alarm_ms} ms",
+            namespace="AWS/SageMaker",
+            metric_name="ModelLatency",  # reported in microseconds
+            dimensions=dimensions,
+            statistic="Average",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            threshold=serving.latency_alarm_ms * 1000,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return [errors, latency]
+
+    def _autoscaling(
+        self, name: str, args: ModelEndpointArgs, endpoint: aws.sagemaker.Endpoint
+    ) -> None:
+        serving = args.model.serving
+        target = aws.appautoscaling.Target(
+            name,
+            service_namespace="sagemaker",
+            resource_id=endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}"),
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=serving.min_instances,
+            max_capacity=serving.max_instances,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.appautoscaling.Policy(
+            name,
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration={
+                "target_value": serving.target_invocations_per_instance,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                },
+                # Scale out fast, scale in slowly: a GPU instance takes minutes to come back.
+                "scale_out_cooldown": 60,
+                "scale_in_cooldown": 600,
+            },
+            opts=pulumi.ResourceOptions(parent=target),
+        )

@@ -1,0 +1,273 @@
+"""SageMaker training plane: a model package group and a pipeline per model, optionally on a
+schedule. The pipeline definition comes from `infra.pipeline_definition` (no AWS call)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.components.iam import assume_role_policy
+from infra.config import Model
+from infra.pipeline_definition import PipelineInputs, render
+
+
+@dataclass(frozen=True)
+class TrainingPipelineArgs:
+    """A model's stack entry and the stack resources its pipeline uses."""
+
+    model: Model
+    account_id: str
+    partition: str
+    region: str
+    training_image: pulumi.Input[str]
+    serving_image: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    bucket_names: dict[str, pulumi.Input[str]]
+    bucket_arns: dict[str, pulumi.Input[str]]
+
+
+def pipeline_role_policy(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    group: str,
+    execution_role_arn: str,
+    kms_key_arn: str,
+    artifacts_bucket_arn: str,
+) -> str:
+    """What the pipeline itself does: start its steps' jobs with the stack's key and role,
+    register versions in its own group, and read its evaluation property file."""
+    sagemaker = f"arn:{partition}:sagemaker:{region}:{account_id}"
+    jobs = [
+        f"{sagemaker}:{kind}/*"
+        for kind in ("training-job", "processing-job", "hyper-parameter-tuning-job")
+    ]
+    statements = [
+        {
+            # Every job a step creates must encrypt its volume and output with the stack key.
+            "Sid": "RunStepJobsWithStackKey",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:CreateHyperParameterTuningJob",
+            ],
+            "Resource": jobs,
+            "Condition": {
+                "StringEquals": {
+                    "sagemaker:VolumeKmsKey": kms_key_arn,
+                    "sagemaker:OutputKmsKey": kms_key_arn,
+                }
+            },
+        },
+        {
+            "Sid": "FollowStepJobs",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:StopHyperParameterTuningJob",
+                "sagemaker:AddTags",
+            ],
+            "Resource": jobs,
+        },
+        {
+            "Sid": "RegisterInOwnGroup",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker:CreateModelPackage",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:AddTags",
+            ],
+            "Resource": [
+                f"{sagemaker}:model-package-group/{group}",
+                f"{sagemaker}:model-package/{group}/*",
+            ],
+        },
+        {
+            "Sid": "PassOnlyTheExecutionRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": execution_role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        },
+        {
+            # The Condition step reads the evaluation property file from the artifacts bucket.
+            "Sid": "ReadEvaluation",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"{artifacts_bucket_arn}/models/*",
+        },
+        {
+            "Sid": "DecryptWithStackKey",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
+            "Resource": kms_key_arn,
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+class TrainingPipeline(pulumi.ComponentResource):
+    """Model package group + SageMaker Pipeline (+ schedule) for one model."""
+
+    pipeline_name: pulumi.Output[str]
+    model_package_group_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: TrainingPipelineArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("mlplatform:sagemaker:TrainingPipeline", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        model = args.model
+        group = aws.sagemaker.ModelPackageGroup(
+            name,
+            model_package_group_name=name,
+            model_package_group_description=f"Registered versions of {model.name}",
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-pipeline",
+            description=f"Runs the {name} SageMaker pipeline's steps",
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", args.account_id),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-pipeline",
+            role=role.id,
+            policy=pulumi.Output.all(
+                args.execution_role_arn, args.kms_key_arn, args.bucket_arns["artifacts"]
+            ).apply(
+                lambda v: pipeline_role_policy(
+                    partition=args.partition,
+                    region=args.region,
+                    account_id=args.account_id,
+                    group=name,
+                    execution_role_arn=v[0],
+                    kms_key_arn=v[1],
+                    artifacts_bucket_arn=v[2],
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        definition = pulumi.Output.all(
+            args.training_image,
+            args.serving_image,
+            args.execution_role_arn,
+            args.kms_key_arn,
+            args.bucket_names["datasets"],
+            args.bucket_names["artifacts"],
+            args.bucket_names["checkpoints"],
+            group.model_package_group_name,
+        ).apply(
+            lambda v: render(
+                PipelineInputs(
+                    model=model,
+                    training_image=v[0],
+                    serving_image=v[1],
+                    role_arn=v[2],
+                    kms_key_arn=v[3],
+                    datasets_bucket=v[4],
+                    artifacts_bucket=v[5],
+                    checkpoints_bucket=v[6],
+                    model_package_group=v[7],
+                )
+            )
+        )
+        pipeline = aws.sagemaker.Pipeline(
+            name,
+            pipeline_name=name,
+            pipeline_display_name=name,
+            pipeline_description=f"Train, evaluate and register {model.name}",
+            role_arn=role.arn,
+            pipeline_definition=definition,
+            opts=child,
+        )
+        if model.training.schedule:
+            self._schedule(name, args, pipeline)
+        self.pipeline_name = pipeline.pipeline_name
+        self.pipeline_arn = pipeline.arn
+        self.model_package_group_name = group.model_package_group_name
+        self.definition = definition
+        self.register_outputs(
+            {
+                "pipelineName": self.pipeline_name,
+                "modelPackageGroupName": self.model_package_group_name,
+            }
+        )
+
+    def _schedule(
+        self, name: str, args: TrainingPipelineArgs, pipeline: aws.sagemaker.Pipeline
+    ) -> None:
+        role = aws.iam.Role(
+            f"{name}-schedule",
+            description=f"Lets EventBridge Scheduler start the {name} pipeline",
+            assume_role_policy=assume_role_policy("scheduler.amazonaws.com", args.account_id),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-schedule",
+            role=role.id,
+            policy=pipeline.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": "sagemaker:StartPipelineExecution",
+                                "Resource": arn,
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        aws.scheduler.Schedule(
+            f"{name}-schedule",
+            description=f"Retrain {args.model.name}",
+            schedule_expression=args.model.training.schedule,
+            schedule_expression_timezone="UTC",
+            flexible_time_window={"mode": "OFF"},
+            # Scheduler's templated SageMaker target: StartPipelineExecution on this pipeline.
+            target={
+                "arn": pipeline.arn,
+                "role_arn": role.arn,
+                "sagemaker_pipeline_parameters": {
+                    "pipeline_parameters": [
+                        {"name": "ModelApprovalStatus", "value": "PendingManualApproval"}
+                    ]
+                },
+                "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def offline_outputs() -> dict:
+    """ARNs the offline plan reports for this plane's resources (named as AWS names them)."""
+
+    def pipeline(name: str, inputs: dict, m) -> dict:
+        return {"arn": m.arn("sagemaker", f"pipeline/{inputs['pipelineName'].lower()}")}
+
+    def group(name: str, inputs: dict, m) -> dict:
+        return {
+            "arn": m.arn(
+                "sagemaker", f"model-package-group/{inputs['modelPackageGroupName'].lower()}"
+            )
+        }
+
+    return {
+        "aws:sagemaker/pipeline:Pipeline": pipeline,
+        "aws:sagemaker/modelPackageGroup:ModelPackageGroup": group,
+    }
