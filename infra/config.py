@@ -496,6 +496,254 @@ class GpuPool(Section):
         return labels
 
 
+# --- Models: what each model trains and serves on, per compute plane ---------------------------
+
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
+HyperparameterValue = str | int | float | bool
+
+
+def check_plane_instance_type(plane: str, value: str, sagemaker_shape: str) -> str:
+    """SageMaker wants `ml.` types from its own list; EKS nodes are plain EC2 types."""
+    if plane == "sagemaker":
+        return check_sagemaker_instance_type(value, sagemaker_shape)
+    if value.startswith("ml."):
+        raise ValueError(f"EKS runs on EC2 instance types: use {value[3:]!r}, not {value!r}")
+    return check_ec2_instance_type(value)
+
+
+class HyperparameterRange(Section):
+    """One searched hyperparameter: a numeric interval or a list of categories."""
+
+    type: Literal["continuous", "integer", "categorical"] = Field(
+        description="`continuous` (floats), `integer`, or `categorical` (give `values`)."
+    )
+    min: float | None = Field(default=None, description="Lower bound (continuous, integer).")
+    max: float | None = Field(default=None, description="Upper bound (continuous, integer).")
+    values: list[str] = Field(default_factory=list, description="Choices (categorical).")
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = Field(
+        default="Auto", description="How the tuner samples the interval (e.g. Logarithmic for lr)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_or_values(self) -> HyperparameterRange:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical range needs `values`")
+        elif self.min is None or self.max is None or not self.min < self.max:
+            raise ValueError(f"a {self.type} range needs `min` < `max`")
+        if self.scaling == "Logarithmic" and self.min is not None and self.min <= 0:
+            raise ValueError("Logarithmic scaling needs min > 0")
+        return self
+
+
+class Tuning(Section):
+    """The hyperparameter search run instead of a single training job."""
+
+    ranges: dict[str, HyperparameterRange] = Field(
+        description="Searched hyperparameters by name, e.g. lr: {type: continuous, min: 1e-4, "
+        "max: 1e-2, scaling: Logarithmic}."
+    )
+    objective_metric: str = Field(
+        default="test:accuracy",
+        description="A metric the training log reports (training.metrics.METRIC_DEFINITIONS).",
+    )
+    objective: Literal["Maximize", "Minimize"] = Field(default="Maximize", description="Direction.")
+    strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = Field(
+        default="Bayesian", description="SageMaker's search strategy."
+    )
+    max_jobs: Annotated[int, Field(ge=1, le=500)] = Field(
+        default=8, description="Training jobs the search may run in total."
+    )
+    max_parallel_jobs: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Training jobs running at once (each takes instanceCount hosts)."
+    )
+
+    @model_validator(mode="after")
+    def _parallel_within_total(self) -> Tuning:
+        if not self.ranges:
+            raise ValueError("give at least one range to search")
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError("maxParallelJobs cannot exceed maxJobs")
+        return self
+
+
+class Training(Section):
+    """How and where a model trains."""
+
+    plane: Literal["sagemaker", "eks"] = Field(
+        default="sagemaker",
+        description="`sagemaker`: a SageMaker Pipeline (train, evaluate, register); `eks`: a "
+        "training-operator job template on the cluster's GPU pools.",
+    )
+    instance_type: str = Field(
+        default="ml.g5.xlarge",
+        description="SageMaker: an ml.* TrainingInstanceType; EKS: the EC2 type of GPU nodes.",
+    )
+    instance_count: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1, description="Hosts (nodes); above 1 the image runs torchrun across them."
+    )
+    gpus_per_instance: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=1, description="EKS: `nvidia.com/gpu` requested per node (0 trains on CPU)."
+    )
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = Field(
+        default=50, description="Local storage per host for data, model and checkpoints."
+    )
+    spot: bool = Field(
+        default=True,
+        description="Managed spot (SageMaker) / spot-tolerant pods (EKS); checkpoints let an "
+        "interrupted run resume.",
+    )
+    max_runtime_hours: Annotated[int, Field(ge=1, le=672)] = Field(
+        default=24, description="A run is stopped after this long (SageMaker allows 28 days)."
+    )
+    max_wait_hours: Annotated[int, Field(ge=1, le=672)] | None = Field(
+        default=None,
+        description="Spot only: runtime plus time spent waiting for capacity; default "
+        "2 x maxRuntimeHours (at most 28 days).",
+    )
+    hyperparameters: dict[str, HyperparameterValue] = Field(
+        default_factory=dict,
+        description="Fixed hyperparameters (training.config.TrainConfig), passed as strings.",
+    )
+    tuning: Tuning | None = Field(
+        default=None, description="Hyperparameter search: turns the training step into tuning."
+    )
+    metric: str = Field(
+        default="accuracy", description="Key in the model's metrics.json the condition reads."
+    )
+    threshold: float = Field(
+        default=0.9, description="Register the model only if `metric` >= this value."
+    )
+    schedule: str | None = Field(
+        default=None,
+        description="EventBridge Scheduler expression that starts the pipeline, e.g. "
+        "'cron(0 3 ? * MON *)' or 'rate(7 days)'; none: runs start by hand.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_expression(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEDULE.match(value):
+            raise ValueError("must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Training:
+        check_plane_instance_type(self.plane, self.instance_type, "TrainingInstanceType")
+        if self.max_wait_hours is not None:
+            if not self.spot:
+                raise ValueError("maxWaitHours applies to spot training only (spot: true)")
+            if self.max_wait_hours < self.max_runtime_hours:
+                raise ValueError("maxWaitHours must be >= maxRuntimeHours")
+        if self.tuning and self.plane != "sagemaker":
+            raise ValueError("tuning runs on the sagemaker plane only")
+        if self.schedule and self.plane != "sagemaker":
+            raise ValueError("schedule starts SageMaker pipelines; use plane: sagemaker")
+        if self.tuning:
+            fixed = set(self.tuning.ranges) & set(self.hyperparameters)
+            if fixed:
+                raise ValueError(f"{sorted(fixed)} are both fixed and searched; keep one")
+        return self
+
+    @property
+    def wait_hours(self) -> int:
+        """Spot wait limit in hours (SageMaker requires it >= the runtime limit)."""
+        return self.max_wait_hours or min(2 * self.max_runtime_hours, 672)
+
+
+class Serving(Section):
+    """How and where a model serves."""
+
+    plane: Literal["sagemaker", "eks"] = Field(
+        default="sagemaker",
+        description="`sagemaker`: Model, EndpointConfiguration, Endpoint; `eks`: Deployment, "
+        "Service, HPA and PDB on the GPU serving pool.",
+    )
+    mode: Literal["serverless", "instances"] = Field(
+        default="instances",
+        description="`serverless` (SageMaker only, CPU, pay per request: dev) or `instances`.",
+    )
+    instance_type: str = Field(
+        default="ml.g5.xlarge",
+        description="SageMaker: an ml.* ProductionVariantInstanceType; EKS: an EC2 GPU type.",
+    )
+    min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=1, description="Autoscaling floor (instances or replicas)."
+    )
+    max_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Autoscaling ceiling (instances or replicas)."
+    )
+    target_invocations_per_instance: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=100, description="SageMaker target tracking: invocations per instance per minute."
+    )
+    target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = Field(
+        default=70, description="EKS HPA target: average CPU utilisation of the replicas (%)."
+    )
+    gpus_per_replica: Annotated[int, Field(ge=0, le=8)] = Field(
+        default=1, description="EKS: `nvidia.com/gpu` per replica."
+    )
+    serverless_memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = Field(
+        default=2048, description="Serverless memory (also sets its vCPUs)."
+    )
+    serverless_max_concurrency: Annotated[int, Field(ge=1, le=200)] = Field(
+        default=5, description="Serverless concurrent invocations before throttling."
+    )
+    data_capture_percent: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=0,
+        description="Share of requests and responses captured to the artifacts bucket under the "
+        "stack key (instances only); 0 turns capture off.",
+    )
+    latency_alarm_ms: Annotated[int, Field(ge=1)] = Field(
+        default=500, description="Alarm when average model latency exceeds this (ms)."
+    )
+    error_alarm_count: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="Alarm when 5xx errors per 5 minutes reach this count."
+    )
+    model_package_version: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Serve this approved version from the model's package group; none: serve "
+        "s3://<artifacts>/models/<name>/model.tar.gz.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Serving:
+        if self.mode == "serverless" and self.plane != "sagemaker":
+            raise ValueError("serverless serving exists on the sagemaker plane only")
+        if self.mode == "instances":
+            check_plane_instance_type(self.plane, self.instance_type, "ProductionVariantInstanceType")
+        elif self.data_capture_percent:
+            raise ValueError("data capture needs mode: instances (serverless endpoints lack it)")
+        if self.min_instances > self.max_instances:
+            raise ValueError("minInstances cannot exceed maxInstances")
+        if self.model_package_version and self.plane != "sagemaker":
+            raise ValueError("modelPackageVersion needs plane: sagemaker (the package registry)")
+        return self
+
+
+class Model(Section):
+    """One model: its name, training and serving."""
+
+    name: str = Field(description="Lower-case letters, digits and -, 2-32 characters.")
+    training: Training = Field(default_factory=Training, description="Training settings.")
+    serving: Serving = Field(default_factory=Serving, description="Serving settings.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _MODEL_NAME.match(value):
+            raise ValueError("must be 2-32 lower-case letters, digits or -, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _package_needs_registry(self) -> Model:
+        if self.serving.model_package_version and self.training.plane != "sagemaker":
+            raise ValueError(
+                "serving.modelPackageVersion needs training.plane: sagemaker (its package group)"
+            )
+        return self
+
+
 class StackConfig(Section):
     """A whole stack file: `aws:region` plus one `mlplatform:<section>` key per section."""
 
@@ -512,6 +760,10 @@ class StackConfig(Section):
         default_factory=dict,
         description="Named secrets (e.g. a Hugging Face token) stored in Secrets Manager under "
         "the stack key and readable by training jobs; keep them `secure:` in the file.",
+    )
+    models: list[Model] = Field(
+        default_factory=list,
+        description="Models this stack trains and serves, each on the plane it chooses.",
     )
     cluster: Cluster = Field(
         default_factory=Cluster, description="The EKS cluster GPU pools and workloads run in."
@@ -544,6 +796,15 @@ class StackConfig(Section):
         if duplicates:
             raise ValueError(f"GPU pool names must be unique; repeated: {', '.join(duplicates)}")
         return pools
+
+    @field_validator("models")
+    @classmethod
+    def _unique_model_names(cls, models: list[Model]) -> list[Model]:
+        names = [m.name for m in models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        return models
 
     def resource_tags(self, stack: str) -> dict[str, str]:
         """The tags every taggable resource of this stack carries."""
