@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.eks_plane import build_eks_plane
 from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
 from infra.components.images import StackImages, StackImagesArgs
 from infra.components.network import Network, NetworkArgs
@@ -76,6 +77,15 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         ),
     )
 
+    eks = build_eks_plane(
+        config,
+        name,
+        partition=partition,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        kms_key_arn=storage.kms_key_arn,
+        datasets_bucket_arn=storage.bucket_arns["datasets"],
+    )
     images = StackImages(
         name,
         StackImagesArgs(
@@ -125,6 +135,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         "pipelineNames": {m: p.pipeline_name for m, p in pipelines.items()},
         "modelPackageGroups": {m: p.model_package_group_name for m, p in pipelines.items()},
         "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
+        **eks.outputs(),
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,
         "kmsKeyArn": storage.kms_key_arn,
