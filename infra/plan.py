@@ -50,6 +50,8 @@ class PlannedResource:
     outputs: dict[str, Any]
     protect: bool = False
     depends_on: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    provider: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -366,6 +368,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=_clean(self.resources[urn].state),
                 protect=bool(request.protect),
                 depends_on=list(request.dependencies),
+                ignore_changes=list(request.ignoreChanges),
+                provider=request.provider or None,
             )
         )
         return response
