@@ -51,13 +51,29 @@ def render_table(plan) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from infra.plan import plan_stack
+    from infra.report import preview
 
     plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack)
-    if args.json:
-        json.dump(plan.to_json(), sys.stdout, indent=2, sort_keys=True)
+    checked = preview(plan)
+    output = "json" if args.json else args.format
+    if output == "json":
+        json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
+    elif output == "markdown":
+        sys.stdout.write(checked.markdown())
     else:
         print(render_table(plan))
+        print()
+        print(checked.text())
+    # A mandatory policy violation fails the check (and the pull request's status).
+    return 1 if checked.blocking else 0
+
+
+def cmd_prices_refresh(args: argparse.Namespace) -> int:
+    from infra.prices.refresh import refresh_file
+
+    changed = refresh_file(args.region)
+    print(f"updated {len(changed)} prices in infra/prices/{args.region}.json")
     return 0
 
 
@@ -78,9 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
     plan.add_argument(
-        "--json", action="store_true", help="machine-readable output: resources and outputs"
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="table (terminal), json (resources, outputs, violations, cost) or markdown (the PR "
+        "comment); every format runs the policy rules and the cost estimate",
     )
+    plan.add_argument("--json", action="store_true", help="same as --format json")
     plan.set_defaults(func=cmd_plan)
+    prices = sub.add_parser("prices", help="the price table behind the cost estimate")
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    refresh = prices_sub.add_parser(
+        "refresh", help="update instance prices from the AWS Price List API (needs credentials)"
+    )
+    refresh.add_argument("--region", default="us-east-1", help="region of the table to refresh")
+    refresh.set_defaults(func=cmd_prices_refresh)
     demo = sub.add_parser(
         "demo",
         help="the whole loop locally: offline plan, prepare data, train, serve, predict",

@@ -1,0 +1,62 @@
+"""Price tables: one JSON file per region stating its date, source and assumptions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+PRICES_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """On-demand hourly prices per instance type, service prices and usage assumptions."""
+
+    region: str
+    date: str
+    source: str
+    ec2_hourly: dict[str, float]
+    sagemaker_hourly: dict[str, float]
+    services: dict[str, float]
+    assumptions: dict[str, float]
+
+    def hourly(self, instance_type: str) -> float | None:
+        """The on-demand price of an EC2 or SageMaker (`ml.*`) instance type, if listed."""
+        table = self.sagemaker_hourly if instance_type.startswith("ml.") else self.ec2_hourly
+        return table.get(instance_type)
+
+    @property
+    def hours(self) -> float:
+        return self.assumptions["hoursPerMonth"]
+
+
+def path_for(region: str) -> Path:
+    return PRICES_DIR / f"{region}.json"
+
+
+def from_document(document: dict[str, Any]) -> PriceTable:
+    return PriceTable(
+        region=document["region"],
+        date=document["date"],
+        source=document["source"],
+        ec2_hourly=dict(document["ec2Hourly"]),
+        sagemaker_hourly=dict(document["sagemakerHourly"]),
+        services=dict(document["services"]),
+        assumptions=dict(document["assumptions"]),
+    )
+
+
+@cache
+def load(region: str) -> PriceTable:
+    """The price table of a region; a clear error when the repository has none."""
+    path = path_for(region)
+    if not path.exists():
+        known = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
+        raise FileNotFoundError(
+            f"no price table for region {region!r} (have {known}); copy one to {path} and run "
+            f"`mlplatform prices refresh --region {region}` with AWS credentials"
+        )
+    return from_document(json.loads(path.read_text()))

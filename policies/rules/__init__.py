@@ -1,0 +1,68 @@
+"""The platform's policy rules: plain functions over (resource type, inputs, policy config).
+
+A `Rule` names a check, its severity, its default enforcement and the JSON schema of its
+parameters. Resource rules see one resource's inputs (camelCase keys, as the engine sends them);
+stack rules see every resource's outputs plus a few facts about the stack. Two adapters run the
+same rules: `policies.pack` for Pulumi CrossGuard, `policies.offline` for the offline plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class StackResource:
+    """One resource as a stack rule sees it: its type, names and output properties."""
+
+    type: str
+    name: str
+    urn: str
+    props: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StackFacts:
+    """What a stack rule knows about the stack besides its resources."""
+
+    stack: str
+    environment: str
+    region: str
+    budget_monthly_usd: float | None
+
+
+ResourceCheck = Callable[[str, Mapping[str, Any], Mapping[str, Any]], Iterable[str]]
+StackCheck = Callable[
+    [Sequence[StackResource], Mapping[str, Any], StackFacts], Iterable[tuple[str, str | None]]
+]
+Severity = Literal["low", "medium", "high", "critical"]
+Enforcement = Literal["advisory", "mandatory", "disabled"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy: a check plus what CrossGuard needs to know about it."""
+
+    name: str
+    description: str
+    severity: Severity
+    check: ResourceCheck | StackCheck
+    scope: Literal["resource", "stack"] = "resource"
+    enforcement: Enforcement = "mandatory"
+    config_schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    remediation: str = ""
+
+    def defaults(self) -> dict[str, Any]:
+        """Parameter defaults from the schema (the engine fills these in; tests must too)."""
+        return {
+            key: spec["default"] for key, spec in self.config_schema.items() if "default" in spec
+        }
+
+
+def all_rules() -> list[Rule]:
+    """Every rule of the pack, security first."""
+    from policies.rules import budget, gpu, security
+
+    return [*security.RULES, *gpu.RULES, *budget.RULES]

@@ -1,0 +1,444 @@
+"""Security rules: encryption, public access, least privilege, hardened nodes, pinned images, tags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from policies.rules import Rule, StackFacts, StackResource
+from policies.rules.props import (
+    CLUSTER,
+    ENDPOINT_CONFIG,
+    INSTANCE,
+    LAUNCH_TEMPLATE,
+    NODE_GROUP,
+    PIPELINE,
+    SAGEMAKER_MODEL,
+    as_dict,
+    as_list,
+    container_images,
+    json_doc,
+    known,
+    training_steps,
+    truthy,
+    variants,
+)
+
+BUCKET = "aws:s3/bucket:Bucket"
+_BUCKET_PARTS = {
+    "sse": "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "block": "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "policy": "aws:s3/bucketPolicy:BucketPolicy",
+    "versioning": "aws:s3/bucketVersioning:BucketVersioning",
+}
+_BLOCK_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+
+
+def _buckets(
+    resources: Sequence[StackResource], part: str
+) -> Iterator[tuple[StackResource, list[StackResource]]]:
+    """Each bucket with the companion resources (of one kind) that name it."""
+    companions = [r for r in resources if r.type == _BUCKET_PARTS[part]]
+    for bucket in (r for r in resources if r.type == BUCKET):
+        ids = {bucket.props.get("bucket"), bucket.props.get("id")} - {None}
+        yield bucket, [c for c in companions if c.props.get("bucket") in ids]
+
+
+def bucket_kms_encryption(
+    resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+) -> Iterable[tuple[str, str | None]]:
+    for bucket, parts in _buckets(resources, "sse"):
+        rules = [as_dict(rule) for part in parts for rule in as_list(part.props.get("rules"))]
+        defaults = [as_dict(rule.get("applyServerSideEncryptionByDefault")) for rule in rules]
+        if not any(
+            d.get("sseAlgorithm") in ("aws:kms", "aws:kms:dsse") and d.get("kmsMasterKeyId")
+            for d in defaults
+        ):
+            yield (
+                f"bucket {bucket.name!r} is not encrypted with a customer-managed KMS key (SSE-KMS with kmsMasterKeyId)",
+                bucket.urn,
+            )
+
+
+def bucket_public_access_block(
+    resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+) -> Iterable[tuple[str, str | None]]:
+    for bucket, parts in _buckets(resources, "block"):
+        if not any(all(part.props.get(flag) is True for flag in _BLOCK_FLAGS) for part in parts):
+            yield (
+                f"bucket {bucket.name!r} lacks a public-access block with all four flags true ({', '.join(_BLOCK_FLAGS)})",
+                bucket.urn,
+            )
+
+
+def _denies_insecure_transport(policy: Any) -> bool:
+    doc = json_doc(policy)
+    if not isinstance(doc, Mapping):
+        return False
+    for statement in as_list(doc.get("Statement")):
+        statement = as_dict(statement)
+        condition = as_dict(as_dict(statement.get("Condition")).get("Bool"))
+        if (
+            statement.get("Effect") == "Deny"
+            and str(condition.get("aws:SecureTransport")).lower() == "false"
+        ):
+            return True
+    return False
+
+
+def bucket_tls_only(
+    resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+) -> Iterable[tuple[str, str | None]]:
+    for bucket, parts in _buckets(resources, "policy"):
+        if not any(_denies_insecure_transport(part.props.get("policy")) for part in parts):
+            yield (
+                f"bucket {bucket.name!r} has no bucket policy denying requests with aws:SecureTransport=false",
+                bucket.urn,
+            )
+
+
+def bucket_versioning(
+    resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+) -> Iterable[tuple[str, str | None]]:
+    for bucket, parts in _buckets(resources, "versioning"):
+        if not any(
+            as_dict(p.props.get("versioningConfiguration")).get("status") == "Enabled"
+            for p in parts
+        ):
+            yield f"bucket {bucket.name!r} does not have versioning Enabled", bucket.urn
+
+
+# --- IAM ----------------------------------------------------------------------------------------
+
+_POLICY_PROPS = {
+    "aws:iam/policy:Policy": ("policy",),
+    "aws:iam/rolePolicy:RolePolicy": ("policy",),
+    "aws:iam/userPolicy:UserPolicy": ("policy",),
+    "aws:iam/groupPolicy:GroupPolicy": ("policy",),
+    "aws:iam/role:Role": ("inlinePolicies",),
+}
+
+
+def _is_star(value: Any) -> bool:
+    return any(v in ("*", "*:*") for v in as_list(value))
+
+
+def iam_no_admin(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    for key in _POLICY_PROPS.get(resource_type, ()):
+        documents = [props.get(key)]
+        if key == "inlinePolicies":
+            documents = [as_dict(p).get("policy") for p in as_list(props.get(key))]
+        for document in documents:
+            doc = json_doc(document)
+            if not isinstance(doc, Mapping):
+                continue
+            for statement in as_list(doc.get("Statement")):
+                statement = as_dict(statement)
+                if (
+                    statement.get("Effect") == "Allow"
+                    and _is_star(statement.get("Action"))
+                    and _is_star(statement.get("Resource"))
+                ):
+                    sid = statement.get("Sid") or "(no Sid)"
+                    yield f"statement {sid} allows every action on every resource (Action '*' on Resource '*'); list the actions and resources it needs"
+
+
+# --- EKS and nodes ------------------------------------------------------------------------------
+
+
+def eks_secrets_encryption(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type != CLUSTER:
+        return
+    configs = [as_dict(c) for c in as_list(props.get("encryptionConfig"))]
+    if not any(
+        "secrets" in as_list(c.get("resources")) and as_dict(c.get("provider")).get("keyArn")
+        for c in configs
+    ):
+        yield "Kubernetes secrets are not envelope-encrypted: set encryptionConfig {resources: [secrets], provider.keyArn: <stack KMS key>}"
+
+
+def eks_logging(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type != CLUSTER:
+        return
+    enabled = set(as_list(props.get("enabledClusterLogTypes")))
+    missing = [t for t in config.get("requiredLogTypes", []) if t not in enabled]
+    if missing:
+        yield f"control-plane log types {missing} are not enabled (enabledClusterLogTypes)"
+
+
+def eks_private_endpoint(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type != CLUSTER:
+        return
+    vpc = as_dict(props.get("vpcConfig"))
+    # AWS makes the endpoint public unless told otherwise.
+    public = vpc.get("endpointPublicAccess", True)
+    if not known(public) or public is False:
+        return
+    cidrs = as_list(vpc.get("publicAccessCidrs")) or ["0.0.0.0/0"]
+    if config.get("allowPublicWithAllowList") and "0.0.0.0/0" not in cidrs:
+        return
+    yield f"the Kubernetes API endpoint is public (vpcConfig.endpointPublicAccess, open to {cidrs}); make it private (endpointPublicAccess: false, endpointPrivateAccess: true)"
+
+
+def node_imdsv2(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type in (LAUNCH_TEMPLATE, INSTANCE):
+        tokens = as_dict(props.get("metadataOptions")).get("httpTokens")
+        if tokens != "required":
+            yield f"instance metadata allows IMDSv1 (metadataOptions.httpTokens is {tokens!r}, must be 'required')"
+    elif resource_type == NODE_GROUP and not as_dict(props.get("launchTemplate")):
+        yield "node group has no launch template, so IMDSv2 and volume encryption are not enforced on its nodes"
+
+
+def node_encrypted_volumes(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type == LAUNCH_TEMPLATE:
+        volumes = [
+            as_dict(as_dict(m).get("ebs")) for m in as_list(props.get("blockDeviceMappings"))
+        ]
+        if not volumes:
+            yield "launch template declares no block devices, so the root volume's encryption is left to the AMI; add blockDeviceMappings with ebs.encrypted: 'true'"
+        for device, ebs in zip(as_list(props.get("blockDeviceMappings")), volumes, strict=True):
+            if ebs and not truthy(ebs.get("encrypted")):
+                yield f"volume {as_dict(device).get('deviceName')!r} is not encrypted (ebs.encrypted must be 'true')"
+    elif resource_type == INSTANCE and not truthy(
+        as_dict(props.get("rootBlockDevice")).get("encrypted")
+    ):
+        yield "instance root volume is not encrypted (rootBlockDevice.encrypted)"
+
+
+# --- Registry and images ------------------------------------------------------------------------
+
+ECR = "aws:ecr/repository:Repository"
+
+
+def ecr_immutable_tags(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type == ECR and props.get("imageTagMutability", "MUTABLE") not in (
+        "IMMUTABLE",
+        "IMMUTABLE_WITH_EXCLUSION",
+    ):
+        yield f"repository tags are mutable (imageTagMutability {props.get('imageTagMutability', 'MUTABLE')!r}); use IMMUTABLE"
+
+
+def ecr_scan_on_push(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if resource_type == ECR and not as_dict(props.get("imageScanningConfiguration")).get(
+        "scanOnPush"
+    ):
+        yield "images are not scanned on push (imageScanningConfiguration.scanOnPush)"
+
+
+def image_tag(reference: str) -> str | None:
+    """The tag of an image reference, `sha256:…` for a digest, None when there is neither."""
+    if "@" in reference:
+        return reference.rsplit("@", 1)[1]
+    last = reference.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def images_pinned(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    forbidden = set(config.get("forbiddenTags", ["latest"]))
+    for reference in container_images(resource_type, props):
+        tag = image_tag(reference)
+        if tag is None or tag in forbidden:
+            yield f"image {reference!r} is not pinned: use a digest (@sha256:…) or a content-derived tag, never {sorted(forbidden)} or no tag"
+
+
+# --- SageMaker encryption with the stack key ----------------------------------------------------
+
+
+def sagemaker_stack_key(
+    resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+) -> Iterable[tuple[str, str | None]]:
+    keys = {
+        r.props.get(k)
+        for r in resources
+        if r.type == "aws:kms/key:Key"
+        for k in ("arn", "keyId", "id")
+    } - {None}
+    for r in resources:
+        if r.type == ENDPOINT_CONFIG:
+            on_instances = [v for v in variants(r.props) if not as_dict(v.get("serverlessConfig"))]
+            # Serverless variants have no ML storage volume, and AWS rejects a KmsKeyId for them.
+            if on_instances and r.props.get("kmsKeyArn") not in keys:
+                yield (
+                    f"endpoint configuration {r.name!r} does not encrypt its instance volumes with the stack's KMS key (kmsKeyArn)",
+                    r.urn,
+                )
+            capture = as_dict(r.props.get("dataCaptureConfig"))
+            if capture and capture.get("kmsKeyId") not in keys:
+                yield (
+                    f"endpoint configuration {r.name!r} captures data without the stack's KMS key (dataCaptureConfig.kmsKeyId)",
+                    r.urn,
+                )
+        elif r.type == PIPELINE:
+            for step in training_steps(r.props.get("pipelineDefinition")):
+                if step.volume_kms_key not in keys or step.output_kms_key not in keys:
+                    yield (
+                        f"pipeline {r.name!r} step {step.name!r} does not encrypt its volumes and output with the stack's KMS key (ResourceConfig.VolumeKmsKeyId, OutputDataConfig.KmsKeyId)",
+                        r.urn,
+                    )
+
+
+# --- Tags ---------------------------------------------------------------------------------------
+
+# Types that cost money or hold data: they must carry tags even if the program forgot `tags`.
+BILLABLE = {
+    BUCKET,
+    CLUSTER,
+    NODE_GROUP,
+    LAUNCH_TEMPLATE,
+    INSTANCE,
+    ECR,
+    ENDPOINT_CONFIG,
+    PIPELINE,
+    "aws:kms/key:Key",
+    "aws:ec2/natGateway:NatGateway",
+    "aws:ec2/vpc:Vpc",
+    "aws:ec2/eip:Eip",
+    "aws:ec2/vpcEndpoint:VpcEndpoint",
+    "aws:sagemaker/endpoint:Endpoint",
+    SAGEMAKER_MODEL,
+    "aws:secretsmanager/secret:Secret",
+}
+
+
+def required_tags(
+    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+) -> Iterable[str]:
+    if not resource_type.startswith("aws:"):
+        return
+    tags = props.get("tags")
+    if tags is None and resource_type not in BILLABLE:
+        return
+    if tags is not None and not isinstance(tags, Mapping):
+        return  # computed: only known at deploy time
+    missing = [key for key in config.get("requiredTags", []) if not (tags or {}).get(key)]
+    if missing:
+        yield f"required tags {missing} are missing"
+
+
+RULES = [
+    Rule(
+        "s3-bucket-kms-encryption",
+        "Buckets are encrypted with the stack's customer-managed KMS key.",
+        "high",
+        bucket_kms_encryption,
+        scope="stack",
+    ),
+    Rule(
+        "s3-public-access-block",
+        "Buckets block every form of public access.",
+        "critical",
+        bucket_public_access_block,
+        scope="stack",
+    ),
+    Rule(
+        "s3-tls-only",
+        "Bucket policies deny requests that do not use TLS.",
+        "high",
+        bucket_tls_only,
+        scope="stack",
+    ),
+    Rule(
+        "s3-versioning",
+        "Buckets keep object versions, so overwrites and deletes can be undone.",
+        "medium",
+        bucket_versioning,
+        scope="stack",
+    ),
+    Rule(
+        "iam-no-admin-statement",
+        "No IAM policy allows every action on every resource.",
+        "critical",
+        iam_no_admin,
+    ),
+    Rule(
+        "eks-secrets-encryption",
+        "EKS envelope-encrypts Kubernetes secrets with a KMS key.",
+        "high",
+        eks_secrets_encryption,
+    ),
+    Rule(
+        "eks-control-plane-logging",
+        "EKS control-plane logs go to CloudWatch.",
+        "medium",
+        eks_logging,
+        config_schema={
+            "requiredLogTypes": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": ["api", "audit", "authenticator"],
+            }
+        },
+    ),
+    Rule(
+        "eks-private-endpoint",
+        "The Kubernetes API endpoint is private.",
+        "high",
+        eks_private_endpoint,
+        enforcement="advisory",
+        config_schema={
+            "allowPublicWithAllowList": {
+                "type": "boolean",
+                "default": False,
+                "description": "Accept a public endpoint restricted by publicAccessCidrs (not 0.0.0.0/0).",
+            }
+        },
+    ),
+    Rule(
+        "node-imdsv2",
+        "Nodes require IMDSv2 (session tokens) for instance metadata.",
+        "high",
+        node_imdsv2,
+    ),
+    Rule("node-encrypted-volumes", "Node volumes are encrypted.", "high", node_encrypted_volumes),
+    Rule(
+        "ecr-immutable-tags", "ECR repositories have immutable tags.", "medium", ecr_immutable_tags
+    ),
+    Rule("ecr-scan-on-push", "ECR repositories scan images on push.", "medium", ecr_scan_on_push),
+    Rule(
+        "images-pinned",
+        "Images are referenced by digest or content tag, never `latest`.",
+        "high",
+        images_pinned,
+        config_schema={
+            "forbiddenTags": {"type": "array", "items": {"type": "string"}, "default": ["latest"]}
+        },
+    ),
+    Rule(
+        "sagemaker-stack-key",
+        "SageMaker endpoints and training encrypt with the stack's KMS key.",
+        "high",
+        sagemaker_stack_key,
+        scope="stack",
+    ),
+    Rule(
+        "required-tags",
+        "AWS resources carry the cost-allocation tags.",
+        "medium",
+        required_tags,
+        config_schema={
+            "requiredTags": {
+                "type": "array",
+                "items": {"type": "string"},
+                "default": ["project", "environment", "owner", "cost-center"],
+            }
+        },
+    ),
+]
