@@ -1,5 +1,8 @@
 """`python -m serving serve [flags]`: the container's entry point (SageMaker runs `IMAGE serve`).
 
+`python -m serving local MODEL_DIR [flags]`: serve a model directory on http://127.0.0.1:8080
+(the same server, bound to loopback only; any `serve` flag still applies).
+
 `python -m serving healthcheck`: exit 0 when the local server answers /ping with 200 (the
 image's HEALTHCHECK).
 """
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 USAGE = """usage: python -m serving {serve,healthcheck} [flags]
 
   serve        serve the model directory (python -m serving serve --help for the flags)
+  local DIR    serve DIR on http://127.0.0.1:8080 (same flags as serve)
   healthcheck  exit 0 when the server on this machine is ready
 """
 
@@ -39,6 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving.server import run_server
 
         return run_server(parse_args(rest))
+    if command == "local":
+        from serving.config import parse_args
+        from serving.server import run_server
+
+        if not rest or rest[0].startswith("-"):
+            print("usage: python -m serving local MODEL_DIR [serve flags]", file=sys.stderr)
+            return 2
+        # Later flags win in argparse, so the user's own --host or --port still apply.
+        return run_server(parse_args(["--host", "127.0.0.1", "--model-dir", *rest]))
     if command == "healthcheck":
         port = int(rest[0]) if rest else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
         return healthcheck(port)

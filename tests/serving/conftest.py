@@ -90,13 +90,17 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m serving serve` as a child process on a loopback port."""
 
-    def __init__(self, model_dir: Path, log_path: Path, *flags: str) -> None:
+    def __init__(self, model_dir: Path, log_path: Path, *flags: str, local: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": str(REPO), "SERVING_THREADS": "1"}
-        command = [sys.executable, "-m", "serving", "serve", "--model-dir", str(model_dir)]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), *flags]
+        if local:
+            command = [sys.executable, "-m", "serving", "local", str(model_dir)]
+        else:
+            command = [sys.executable, "-m", "serving", "serve", "--model-dir", str(model_dir)]
+            command += ["--host", "127.0.0.1"]
+        command += ["--port", str(self.port), *flags]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -149,8 +153,11 @@ def start_server(tmp_path: Path) -> Iterator:
     """Start servers with flags; each is killed at teardown if the test left it running."""
     started: list[ServerProcess] = []
 
-    def start(model_dir: Path, *flags: str, ready: bool = True) -> ServerProcess:
-        server = ServerProcess(model_dir, tmp_path / f"server{len(started)}.log", *flags)
+    def start(
+        model_dir: Path, *flags: str, ready: bool = True, local: bool = False
+    ) -> ServerProcess:
+        log = tmp_path / f"server{len(started)}.log"
+        server = ServerProcess(model_dir, log, *flags, local=local)
         started.append(server)
         if ready:
             server.wait_ready()
