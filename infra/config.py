@@ -503,13 +503,14 @@ _SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
 HyperparameterValue = str | int | float | bool
 
 
-def check_plane_instance_type(plane: str, value: str, sagemaker_shape: str) -> str:
-    """SageMaker wants `ml.` types from its own list; EKS nodes are plain EC2 types."""
+def check_plane_placement(plane: str, instance_type: str, pool: str | None, shape: str) -> None:
+    """SageMaker takes an `ml.` type from its own list; EKS work lands on a named GPU pool."""
     if plane == "sagemaker":
-        return check_sagemaker_instance_type(value, sagemaker_shape)
-    if value.startswith("ml."):
-        raise ValueError(f"EKS runs on EC2 instance types: use {value[3:]!r}, not {value!r}")
-    return check_ec2_instance_type(value)
+        check_sagemaker_instance_type(instance_type, shape)
+        if pool:
+            raise ValueError("pool applies to plane: eks; SageMaker uses instanceType")
+    elif not pool:
+        raise ValueError("plane: eks needs `pool`, the mlplatform:gpuPools entry to run on")
 
 
 class HyperparameterRange(Section):
@@ -577,8 +578,10 @@ class Training(Section):
         "training-operator job template on the cluster's GPU pools.",
     )
     instance_type: str = Field(
-        default="ml.g5.xlarge",
-        description="SageMaker: an ml.* TrainingInstanceType; EKS: the EC2 type of GPU nodes.",
+        default="ml.g5.xlarge", description="SageMaker: an ml.* TrainingInstanceType."
+    )
+    pool: str | None = Field(
+        default=None, description="EKS: the mlplatform:gpuPools entry whose nodes train."
     )
     instance_count: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="Hosts (nodes); above 1 the image runs torchrun across them."
@@ -630,7 +633,7 @@ class Training(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Training:
-        check_plane_instance_type(self.plane, self.instance_type, "TrainingInstanceType")
+        check_plane_placement(self.plane, self.instance_type, self.pool, "TrainingInstanceType")
         if self.max_wait_hours is not None:
             if not self.spot:
                 raise ValueError("maxWaitHours applies to spot training only (spot: true)")
@@ -665,8 +668,10 @@ class Serving(Section):
         description="`serverless` (SageMaker only, CPU, pay per request: dev) or `instances`.",
     )
     instance_type: str = Field(
-        default="ml.g5.xlarge",
-        description="SageMaker: an ml.* ProductionVariantInstanceType; EKS: an EC2 GPU type.",
+        default="ml.g5.xlarge", description="SageMaker: an ml.* ProductionVariantInstanceType."
+    )
+    pool: str | None = Field(
+        default=None, description="EKS: the mlplatform:gpuPools entry whose nodes serve."
     )
     min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
         default=1, description="Autoscaling floor (instances or replicas)."
@@ -711,7 +716,9 @@ class Serving(Section):
         if self.mode == "serverless" and self.plane != "sagemaker":
             raise ValueError("serverless serving exists on the sagemaker plane only")
         if self.mode == "instances":
-            check_plane_instance_type(self.plane, self.instance_type, "ProductionVariantInstanceType")
+            check_plane_placement(
+                self.plane, self.instance_type, self.pool, "ProductionVariantInstanceType"
+            )
         elif self.data_capture_percent:
             raise ValueError("data capture needs mode: instances (serverless endpoints lack it)")
         if self.min_instances > self.max_instances:
@@ -805,6 +812,41 @@ class StackConfig(Section):
         if duplicates:
             raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
         return models
+
+    @model_validator(mode="after")
+    def _models_use_existing_pools(self) -> StackConfig:
+        from infra import instances
+
+        pools = {p.name: p for p in getattr(self, "gpu_pools", [])}
+        for index, model in enumerate(self.models):
+            for part, gpus in (
+                (model.training, model.training.gpus_per_instance),
+                (model.serving, model.serving.gpus_per_replica),
+            ):
+                if part.plane != "eks":
+                    continue
+                where = f"models[{index}] ({model.name}) {type(part).__name__.lower()}"
+                pool = pools.get(part.pool or "")
+                if pool is None:
+                    raise ValueError(
+                        f"{where}: pool {part.pool!r} is not in mlplatform:gpuPools "
+                        f"({', '.join(sorted(pools)) or 'none defined'})"
+                    )
+                facts = instances.facts(pool.instance_types[0])
+                if facts and gpus > facts.gpu_count:
+                    raise ValueError(
+                        f"{where}: asks {gpus} GPUs but pool {pool.name} nodes have "
+                        f"{facts.gpu_count}"
+                    )
+                if part is model.training:
+                    quota = self.cluster.gpu_quota.training
+                    if gpus * model.training.instance_count > quota:
+                        raise ValueError(
+                            f"{where}: {model.training.instance_count} nodes x {gpus} GPUs "
+                            f"exceed the training namespace's GPU quota ({quota}; "
+                            "mlplatform:cluster.gpuQuota.training)"
+                        )
+        return self
 
     def resource_tags(self, stack: str) -> dict[str, str]:
         """The tags every taggable resource of this stack carries."""

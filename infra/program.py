@@ -6,6 +6,13 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.eks_plane import build_eks_plane
+from infra.components.eks_serving import EksModelServer, EksServingArgs
+from infra.components.eks_training import (
+    EksTrainingArgs,
+    EksTrainingRuntime,
+    PoolPlacement,
+    TrainingOperator,
+)
 from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
 from infra.components.images import StackImages, StackImagesArgs
 from infra.components.network import Network, NetworkArgs
@@ -94,7 +101,8 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
             registry_id=registry.repositories["training"].registry_id,
         ),
     )
-    pipelines, endpoints = {}, {}
+    pipelines, endpoints, servers = {}, {}, {}
+    operator = None
     for model in config.models:
         model_name = f"{name}-{model.name}"
         if model.training.plane == "sagemaker":
@@ -129,12 +137,51 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
                     model_package_group=model_name if model.name in pipelines else None,
                 ),
             )
+        if model.training.plane == "eks":
+            operator = operator or TrainingOperator(name, eks.kubernetes.provider)
+            pool = eks.pools[model.training.pool].template
+            EksTrainingRuntime(
+                model_name,
+                EksTrainingArgs(
+                    model=model,
+                    stack_name=name,
+                    region=config.region,
+                    cluster_name=eks.cluster.cluster_name,
+                    namespace=eks.kubernetes.namespaces["training"],
+                    placement=PoolPlacement(pool.node_selector, pool.tolerations),
+                    priority_class=eks.kubernetes.priority_class_names["training"],
+                    training_image=images.refs["training"],
+                    kms_key_arn=storage.kms_key_arn,
+                    bucket_names=storage.bucket_names,
+                    bucket_arns=storage.bucket_arns,
+                    operator=operator,
+                    provider=eks.kubernetes.provider,
+                ),
+            )
+        if model.serving.plane == "eks":
+            pool = eks.pools[model.serving.pool].template
+            servers[model.name] = EksModelServer(
+                model_name,
+                EksServingArgs(
+                    model=model,
+                    cluster_name=eks.cluster.cluster_name,
+                    namespace=eks.kubernetes.namespaces["serving"],
+                    placement=PoolPlacement(pool.node_selector, pool.tolerations),
+                    priority_class=eks.kubernetes.priority_class_names["serving"],
+                    serving_image=images.refs["serving"],
+                    kms_key_arn=storage.kms_key_arn,
+                    artifacts_bucket=storage.bucket_names["artifacts"],
+                    artifacts_bucket_arn=storage.bucket_arns["artifacts"],
+                    provider=eks.kubernetes.provider,
+                ),
+            )
 
     return {
         "imageRefs": images.refs,
         "pipelineNames": {m: p.pipeline_name for m, p in pipelines.items()},
         "modelPackageGroups": {m: p.model_package_group_name for m, p in pipelines.items()},
         "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
+        "kubernetesServices": {m: s.service_name for m, s in servers.items()},
         **eks.outputs(),
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,

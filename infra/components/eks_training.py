@@ -1,0 +1,390 @@
+"""EKS training plane: Kubeflow Trainer (pinned) and, per model, a TrainingRuntime that
+`mlplatform train` starts TrainJobs from.
+
+Each node of a run reads the dataset through the Mountpoint S3 CSI driver (read-only), writes
+checkpoints to local disk that a sidecar syncs to `s3://<checkpoints>/<model>/<run>/` (and an
+init container restores, so a restarted run resumes), and uploads the model to the artifacts
+bucket when it ends. Pods are annotated so neither Karpenter nor the cluster-autoscaler
+evicts a running job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.components.cluster import pod_identity_role
+from infra.config import Model
+
+TRAINER_CHART = "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
+TRAINER_VERSION = "2.3.0"
+TRAINER_NAMESPACE = "kubeflow-system"
+RUNTIME_API = "trainer.kubeflow.org/v1alpha1"
+# Copies checkpoints and models between pod disks and S3 (the training image has no AWS CLI).
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.26"
+RUN_USER = 10001  # the unprivileged user of the training image
+NO_EVICTION = {
+    "karpenter.sh/do-not-disrupt": "true",
+    "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+}
+SYNC_SCRIPT = """\
+set -u
+sync_all() {
+  aws s3 sync /checkpoints "$CHECKPOINT_URI" --only-show-errors
+  if [ -f /model/metrics.json ]; then aws s3 sync /model "$MODEL_URI" --only-show-errors; fi
+}
+trap 'sync_all; exit 0' TERM
+while true; do sleep 60 & wait $!; sync_all; done
+"""
+
+
+def restricted_security_context() -> dict:
+    """Pod Security `restricted`: no root, no privilege escalation, no capabilities."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_USER,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+@dataclass(frozen=True)
+class PoolPlacement:
+    """Where pods of a GPU pool land: its node selector and the tolerations its taints need."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+
+
+class TrainingOperator(pulumi.ComponentResource):
+    """Kubeflow Trainer v2 (with JobSet) from its Helm chart, at a pinned version."""
+
+    def __init__(
+        self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("mlplatform:eks:TrainingOperator", name, None, opts)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-kubeflow-trainer",
+            name="kubeflow-trainer",
+            chart=TRAINER_CHART,
+            version=TRAINER_VERSION,
+            namespace=TRAINER_NAMESPACE,
+            create_namespace=True,
+            # Our runtimes are per model; the chart's stock ones would only confuse users.
+            values={"runtimes": {"defaultEnabled": False}, "jobset": {"install": True}},
+            atomic=True,
+            cleanup_on_fail=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        self.register_outputs({"version": TRAINER_VERSION})
+
+
+@dataclass(frozen=True)
+class EksTrainingArgs:
+    """A model's training settings and the cluster and buckets its runs use."""
+
+    model: Model
+    stack_name: str
+    region: str
+    cluster_name: pulumi.Input[str]
+    namespace: pulumi.Input[str]
+    placement: PoolPlacement
+    priority_class: str
+    training_image: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    bucket_names: dict[str, pulumi.Input[str]]
+    bucket_arns: dict[str, pulumi.Input[str]]
+    operator: TrainingOperator
+    provider: k8s.Provider
+
+
+def training_bucket_policy(
+    model: str, checkpoints_arn: str, artifacts_arn: str, kms_key_arn: str
+) -> str:
+    """A run may read and write its model's checkpoints and write its model's artifacts."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ListOwnPrefixes",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": [checkpoints_arn, artifacts_arn],
+                    "Condition": {"StringLike": {"s3:prefix": [f"{model}/*", f"models/{model}/*"]}},
+                },
+                {
+                    "Sid": "Checkpoints",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": f"{checkpoints_arn}/{model}/*",
+                },
+                {
+                    "Sid": "Models",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject"],
+                    "Resource": f"{artifacts_arn}/models/{model}/*",
+                },
+                {
+                    "Sid": "StackKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": kms_key_arn,
+                },
+            ],
+        }
+    )
+
+
+def node_pod_spec(
+    args: EksTrainingArgs, image: str, service_account: str, dataset_claim: str, buckets: dict
+) -> dict:
+    """The pod every node of a run starts: restore, train under torchrun, sync to S3."""
+    t = args.model.training
+    hyperparameters = [
+        item
+        for key, value in sorted(t.hyperparameters.items())
+        for item in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))
+    ]
+    run = "$(TRAIN_JOB_NAME)"
+    env = [
+        {
+            "name": "TRAIN_JOB_NAME",
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.labels['jobset.sigs.k8s.io/jobset-name']"}
+            },
+        },
+        {
+            "name": "CHECKPOINT_URI",
+            "value": f"s3://{buckets['checkpoints']}/{args.model.name}/{run}",
+        },
+        {
+            "name": "MODEL_URI",
+            "value": f"s3://{buckets['artifacts']}/models/{args.model.name}/eks/{run}",
+        },
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    mounts = [
+        {"name": "checkpoints", "mountPath": "/checkpoints"},
+        {"name": "model", "mountPath": "/model"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    gpus = {"nvidia.com/gpu": str(t.gpus_per_instance)} if t.gpus_per_instance else {}
+    return {
+        "serviceAccountName": service_account,
+        "priorityClassName": args.priority_class,
+        "nodeSelector": dict(args.placement.node_selector),
+        "tolerations": [dict(x) for x in args.placement.tolerations],
+        "restartPolicy": "Never",
+        "securityContext": {"fsGroup": RUN_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+        # Time for the final checkpoint (SIGTERM) and the sidecar's last sync.
+        "terminationGracePeriodSeconds": 120,
+        "initContainers": [
+            {
+                "name": "restore-checkpoints",
+                "image": AWS_CLI_IMAGE,
+                "command": [
+                    "sh",
+                    "-c",
+                    'aws s3 sync "$CHECKPOINT_URI" /checkpoints --only-show-errors',
+                ],
+                "env": env,
+                "volumeMounts": mounts,
+                "securityContext": restricted_security_context(),
+            },
+            {
+                # A native sidecar (restartPolicy Always): runs beside training, stops after it.
+                "name": "sync-to-s3",
+                "image": AWS_CLI_IMAGE,
+                "restartPolicy": "Always",
+                "command": ["sh", "-c", SYNC_SCRIPT],
+                "env": env,
+                "volumeMounts": mounts,
+                "securityContext": restricted_security_context(),
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+            },
+        ],
+        "containers": [
+            {
+                "name": "node",
+                "image": image,
+                # torchrun takes nodes, rank and rendezvous from the PET_* variables Trainer sets.
+                "command": ["torchrun", "-m", "training"],
+                "args": ["train", *hyperparameters],
+                "env": [
+                    *env,
+                    {"name": "DATA_DIR", "value": "/data"},
+                    {"name": "MODEL_DIR", "value": "/model"},
+                    {"name": "CHECKPOINT_DIR", "value": "/checkpoints"},
+                    {"name": "OUTPUT_DIR", "value": "/tmp/output"},
+                ],
+                "volumeMounts": [
+                    *mounts,
+                    {"name": "dataset", "mountPath": "/data", "readOnly": True},
+                    {"name": "shm", "mountPath": "/dev/shm"},
+                ],
+                "resources": {
+                    "requests": {"cpu": "1", "memory": "4Gi", **gpus},
+                    "limits": gpus,
+                },
+                "securityContext": restricted_security_context(),
+            }
+        ],
+        "volumes": [
+            {
+                "name": "dataset",
+                "persistentVolumeClaim": {"claimName": dataset_claim, "readOnly": True},
+            },
+            {"name": "checkpoints", "emptyDir": {}},
+            {"name": "model", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            # NCCL and data loaders need more shared memory than the container default.
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+        ],
+    }
+
+
+def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> dict:
+    """The TrainingRuntime object (trainer.kubeflow.org/v1alpha1) for one model."""
+    t = args.model.training
+    return {
+        "apiVersion": RUNTIME_API,
+        "kind": "TrainingRuntime",
+        "metadata": {
+            "name": args.model.name,
+            "namespace": namespace,
+            "labels": {
+                "trainer.kubeflow.org/framework": "torch",
+                "mlplatform.io/model": args.model.name,
+            },
+        },
+        "spec": {
+            "mlPolicy": {"numNodes": t.instance_count, "torch": {}},
+            "template": {
+                "spec": {
+                    # Spot reclaims and node failures restart the run, which resumes from S3.
+                    "failurePolicy": {"maxRestarts": 5},
+                    "replicatedJobs": [
+                        {
+                            "name": "node",
+                            "template": {
+                                "metadata": {
+                                    "labels": {
+                                        "trainer.kubeflow.org/trainjob-ancestor-step": "trainer"
+                                    }
+                                },
+                                "spec": {
+                                    "activeDeadlineSeconds": t.max_runtime_hours * 3600,
+                                    "template": {
+                                        "metadata": {
+                                            "labels": {"mlplatform.io/model": args.model.name},
+                                            "annotations": dict(NO_EVICTION),
+                                        },
+                                        "spec": pod_spec,
+                                    },
+                                },
+                            },
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+class EksTrainingRuntime(pulumi.ComponentResource):
+    """Dataset volume, pod identity and TrainingRuntime for one model on the cluster."""
+
+    runtime_name: str
+
+    def __init__(
+        self, name: str, args: EksTrainingArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("mlplatform:eks:TrainingRuntime", name, None, opts)
+        model = args.model.name
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        service_account = f"{model}-training"
+        k8s.core.v1.ServiceAccount(
+            f"{name}-training",
+            metadata={"name": service_account, "namespace": args.namespace},
+            opts=k8s_opts,
+        )
+        role = pod_identity_role(
+            f"{name}-training",
+            description=f"{model} training runs: its checkpoints and model artifacts",
+            policy=pulumi.Output.all(
+                args.bucket_arns["checkpoints"], args.bucket_arns["artifacts"], args.kms_key_arn
+            ).apply(lambda v: training_bucket_policy(model, v[0], v[1], v[2])),
+            parent=self,
+        )
+        aws.eks.PodIdentityAssociation(
+            f"{name}-training",
+            cluster_name=args.cluster_name,
+            namespace=args.namespace,
+            service_account=service_account,
+            role_arn=role.arn,
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        claim = f"{model}-dataset"
+        # Static provisioning with the Mountpoint S3 CSI driver: the model's dataset prefix,
+        # read-only (the driver's own pod identity reads the datasets bucket).
+        k8s.core.v1.PersistentVolume(
+            f"{name}-dataset",
+            metadata={"name": f"{args.stack_name}-{model}-dataset"},
+            spec={
+                "capacity": {"storage": "1Ti"},  # required by the API; S3 ignores it
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "claimRef": {"namespace": args.namespace, "name": claim},
+                "mountOptions": ["read-only", f"region {args.region}", f"prefix {model}/"],
+                "csi": {
+                    "driver": "s3.csi.aws.com",
+                    "volumeHandle": f"{args.stack_name}-{model}-dataset",
+                    "volumeAttributes": {"bucketName": args.bucket_names["datasets"]},
+                },
+            },
+            opts=k8s_opts,
+        )
+        k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-dataset",
+            metadata={"name": claim, "namespace": args.namespace},
+            spec={
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": f"{args.stack_name}-{model}-dataset",
+                "resources": {"requests": {"storage": "1Ti"}},
+            },
+            opts=k8s_opts,
+        )
+        body = pulumi.Output.all(
+            args.namespace,
+            args.bucket_names["checkpoints"],
+            args.bucket_names["artifacts"],
+            args.training_image,
+        ).apply(
+            lambda v: training_runtime(
+                args,
+                node_pod_spec(
+                    args, v[3], service_account, claim, {"checkpoints": v[1], "artifacts": v[2]}
+                ),
+                v[0],
+            )
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-runtime",
+            api_version=RUNTIME_API,
+            kind="TrainingRuntime",
+            metadata=body["metadata"],
+            spec=body["spec"],
+            # The CRD comes with the operator's chart.
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[args.operator.release]
+            ),
+        )
+        self.runtime_name = model
+        self.register_outputs({"runtimeName": model, "serviceAccount": service_account})
