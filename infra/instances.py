@@ -134,7 +134,11 @@ def rows_from_moto(data: dict[str, Any]) -> list[dict[str, str]]:
         gpus = (item.get("GpuInfo") or {}).get("Gpus") or [{}]
         gpu = gpus[0]
         network = item.get("NetworkInfo", {})
-        efa = network.get("EfaInfo", {}).get("MaximumEfaInterfaces", 0) if network.get("EfaSupported") else 0
+        efa = (
+            network.get("EfaInfo", {}).get("MaximumEfaInterfaces", 0)
+            if network.get("EfaSupported")
+            else 0
+        )
         rows.append(
             {
                 "instance_type": name,

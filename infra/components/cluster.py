@@ -10,6 +10,14 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import instances
+from infra.components.cluster_iam import (
+    cluster_key_policy,
+    ebs_csi_key_policy,
+    managed_policy,
+    pod_identity_role,
+    s3_csi_policy,
+    service_trust,
+)
 
 # Add-ons installed before any node joins (networking and credentials) and after the system
 # nodes are up (add-ons with Deployments, which EKS reports healthy only once they run).
@@ -47,46 +55,6 @@ class ClusterArgs:
     protect: bool = False
 
 
-def managed_policy(partition: str, name: str) -> str:
-    return f"arn:{partition}:iam::aws:policy/{name}"
-
-
-def service_trust(service: str, *, tag_session: bool = False) -> str:
-    actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else ["sts:AssumeRole"]
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}],
-        }
-    )
-
-
-def pod_identity_role(
-    name: str,
-    *,
-    description: str,
-    policy: pulumi.Input[str] | None = None,
-    managed_policy_arns: Sequence[str] = (),
-    parent: pulumi.Resource,
-) -> aws.iam.Role:
-    """An IAM role that EKS Pod Identity hands to one service account (trust: pods.eks)."""
-    role = aws.iam.Role(
-        name,
-        description=description,
-        # Pod Identity tags the session with cluster, namespace and service account.
-        assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
-    child = pulumi.ResourceOptions(parent=role)
-    if policy is not None:
-        aws.iam.RolePolicy(name, role=role.id, policy=policy, opts=child)
-    for arn in managed_policy_arns:
-        aws.iam.RolePolicyAttachment(
-            f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=child
-        )
-    return role
-
-
 def node_launch_template(
     name: str,
     *,
@@ -96,7 +64,12 @@ def node_launch_template(
     parent: pulumi.Resource,
 ) -> aws.ec2.LaunchTemplate:
     """Node settings EKS's defaults leave open: IMDSv2 only, encrypted volumes."""
-    volume = {"volume_size": disk_size_gib, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}
+    volume = {
+        "volume_size": disk_size_gib,
+        "volume_type": "gp3",
+        "encrypted": "true",
+        "delete_on_termination": "true",
+    }
     # Bottlerocket boots from a small OS volume and keeps images and pods on a second one.
     devices = (
         [
@@ -133,9 +106,14 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> s
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": ca_data},
+                }
             ],
-            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "contexts": [
+                {"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}
+            ],
             "current-context": cluster_name,
             "users": [
                 {
@@ -144,65 +122,19 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, ca_data: str) -> s
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "aws",
-                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region, "--output", "json"],
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                cluster_name,
+                                "--region",
+                                region,
+                                "--output",
+                                "json",
+                            ],
                             "interactiveMode": "Never",
                         }
                     },
-                }
-            ],
-        }
-    )
-
-
-def s3_csi_policy(bucket_arn: str, kms_key_arn: str) -> str:
-    """Mountpoint for S3 reads the datasets bucket, nothing else, and writes nothing."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Sid": "ListDatasets", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket_arn]},
-                {"Sid": "ReadDatasets", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket_arn}/*"]},
-                {"Sid": "DecryptDatasets", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [kms_key_arn]},
-            ],
-        }
-    )
-
-
-def ebs_csi_key_policy(kms_key_arn: str) -> str:
-    """Lets the EBS CSI driver create volumes encrypted with the stack key."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "UseStackKeyForVolumes",
-                    "Effect": "Allow",
-                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-                    "Resource": [kms_key_arn],
-                },
-                {
-                    "Sid": "GrantStackKeyToEbs",
-                    "Effect": "Allow",
-                    "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                    "Resource": [kms_key_arn],
-                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                },
-            ],
-        }
-    )
-
-
-def cluster_key_policy(kms_key_arn: str) -> str:
-    """What the control plane needs on the stack key for envelope encryption of secrets."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "EncryptSecrets",
-                    "Effect": "Allow",
-                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"],
-                    "Resource": [kms_key_arn],
                 }
             ],
         }
@@ -236,7 +168,10 @@ class EksCluster(pulumi.ComponentResource):
         )
         attachments = [
             aws.iam.RolePolicyAttachment(
-                f"{name}-control-plane", role=role.name, policy_arn=policy("AmazonEKSClusterPolicy"), opts=pulumi.ResourceOptions(parent=role)
+                f"{name}-control-plane",
+                role=role.name,
+                policy_arn=policy("AmazonEKSClusterPolicy"),
+                opts=pulumi.ResourceOptions(parent=role),
             ),
             aws.iam.RolePolicy(
                 f"{name}-control-plane-kms",
@@ -261,7 +196,9 @@ class EksCluster(pulumi.ComponentResource):
                 "subnet_ids": list(args.subnet_ids),
                 "endpoint_private_access": True,
                 "endpoint_public_access": args.endpoint_public_access,
-                "public_access_cidrs": list(args.public_access_cidrs) if args.endpoint_public_access else None,
+                "public_access_cidrs": list(args.public_access_cidrs)
+                if args.endpoint_public_access
+                else None,
             },
             access_config={
                 "authentication_mode": "API",
@@ -274,13 +211,19 @@ class EksCluster(pulumi.ComponentResource):
             bootstrap_self_managed_addons=False,
             upgrade_policy={"support_type": "STANDARD"},
             deletion_protection=args.protect,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[*attachments, logs]),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, depends_on=[*attachments, logs]
+            ),
         )
         cluster_opts = pulumi.ResourceOptions(parent=cluster)
 
         for i, principal in enumerate(args.admin_role_arns):
             entry = aws.eks.AccessEntry(
-                f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=principal, type="STANDARD", opts=cluster_opts
+                f"{name}-admin-{i}",
+                cluster_name=cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                opts=cluster_opts,
             )
             aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{i}",
@@ -300,7 +243,10 @@ class EksCluster(pulumi.ComponentResource):
         # No CNI policy here: the VPC CNI gets its own role through Pod Identity.
         for managed in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly"):
             aws.iam.RolePolicyAttachment(
-                f"{name}-node-{managed}", role=node_role.name, policy_arn=policy(managed), opts=pulumi.ResourceOptions(parent=node_role)
+                f"{name}-node-{managed}",
+                role=node_role.name,
+                policy_arn=policy(managed),
+                opts=pulumi.ResourceOptions(parent=node_role),
             )
 
         roles = {
@@ -320,7 +266,9 @@ class EksCluster(pulumi.ComponentResource):
             "aws-mountpoint-s3-csi-driver": pod_identity_role(
                 f"{name}-s3-csi",
                 description="Mountpoint for S3 CSI driver: reads the datasets bucket",
-                policy=pulumi.Output.all(args.datasets_bucket_arn, args.kms_key_arn).apply(lambda v: s3_csi_policy(*v)),
+                policy=pulumi.Output.all(args.datasets_bucket_arn, args.kms_key_arn).apply(
+                    lambda v: s3_csi_policy(*v)
+                ),
                 parent=self,
             ),
         }
@@ -335,7 +283,9 @@ class EksCluster(pulumi.ComponentResource):
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 pod_identity_associations=(
-                    [{"role_arn": roles[addon_name].arn, "service_account": account}] if account else None
+                    [{"role_arn": roles[addon_name].arn, "service_account": account}]
+                    if account
+                    else None
                 ),
                 opts=pulumi.ResourceOptions(parent=cluster, depends_on=depends_on),
             )
@@ -344,7 +294,9 @@ class EksCluster(pulumi.ComponentResource):
         # The pod identity agent must exist before add-ons that get credentials through it.
         self.node_prerequisites = list(self.addons.values())
 
-        template = node_launch_template(f"{name}-system", disk_size_gib=args.system_disk_size_gib, parent=self)
+        template = node_launch_template(
+            f"{name}-system", disk_size_gib=args.system_disk_size_gib, parent=self
+        )
         facts = instances.facts(args.system_instance_type)
         arm = facts is not None and facts.architecture == "arm64"
         system_nodes = aws.eks.NodeGroup(
@@ -383,9 +335,13 @@ class EksCluster(pulumi.ComponentResource):
         self.oidc_issuer = cluster.identities.apply(lambda ids: ids[0]["oidcs"][0]["issuer"])
         self.security_group_id = cluster.vpc_config.apply(lambda v: v["cluster_security_group_id"])
         self.node_role_arn = node_role.arn
-        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
-            lambda v: kubeconfig(v[0], args.region, v[1], v[2]["data"])
-        )
+        self.kubeconfig = pulumi.Output.all(
+            cluster.name, cluster.endpoint, cluster.certificate_authority
+        ).apply(lambda v: kubeconfig(v[0], args.region, v[1], v[2]["data"]))
         self.register_outputs(
-            {"clusterName": self.cluster_name, "endpoint": self.endpoint, "nodeRoleArn": self.node_role_arn}
+            {
+                "clusterName": self.cluster_name,
+                "endpoint": self.endpoint,
+                "nodeRoleArn": self.node_role_arn,
+            }
         )

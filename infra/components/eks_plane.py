@@ -102,6 +102,7 @@ def build_eks_plane(
             kubernetes_version=settings.version,
             region=config.region,
             gpu_quota=settings.gpu_quota.model_dump(),
+            efa=any(pool.efa for pool in config.gpu_pools),
             depends_on=[cluster.system_node_group, *cluster.addons.values()],
         ),
         opts=pulumi.ResourceOptions(parent=cluster),

@@ -44,7 +44,11 @@ AMI_TYPES = {
 }
 CAPACITY_TYPES = {"onDemand": "ON_DEMAND", "spot": "SPOT", "capacityBlock": "CAPACITY_BLOCK"}
 CAPACITY_LABELS = {"onDemand": "on-demand", "spot": "spot", "capacityBlock": "capacity-block"}
-_EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
+_EKS_TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+}
 
 
 def label_value(text: str) -> str:
@@ -80,7 +84,9 @@ class GpuPoolTemplate:
     def autoscaler_tags(self) -> dict[str, str]:
         """The ASG tags cluster-autoscaler reads to build a node from nothing (scale from zero)."""
         tags = {f"{NODE_TEMPLATE}/label/{k}": v for k, v in self.labels.items()}
-        tags |= {f"{NODE_TEMPLATE}/taint/{t['key']}": f"{t['value']}:{t['effect']}" for t in self.taints}
+        tags |= {
+            f"{NODE_TEMPLATE}/taint/{t['key']}": f"{t['value']}:{t['effect']}" for t in self.taints
+        }
         tags[f"{NODE_TEMPLATE}/resources/{GPU_RESOURCE}"] = str(self.gpu_count)
         if self.efa_interfaces:
             tags[f"{NODE_TEMPLATE}/resources/{EFA_RESOURCE}"] = str(self.efa_interfaces)
@@ -91,7 +97,9 @@ def pool_template(pool: GpuPool) -> GpuPoolTemplate:
     """Derive AMI type, labels, taints and autoscaler tags from a validated pool config."""
     facts = instances.facts(pool.instance_types[0])
     if facts is None or not facts.gpu_count or facts.gpu_model is None:
-        raise ValueError(f"gpuPools {pool.name}: {pool.instance_types[0]} is not a GPU instance type")
+        raise ValueError(
+            f"gpuPools {pool.name}: {pool.instance_types[0]} is not a GPU instance type"
+        )
     labels = {
         POOL_LABEL: pool.name,
         GPU_MODEL_LABEL: label_value(facts.gpu_model),
@@ -137,7 +145,9 @@ class GpuNodePool(pulumi.ComponentResource):
     template: GpuPoolTemplate
     node_group: aws.eks.NodeGroup
 
-    def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mlplatform:gpu_pools:GpuNodePool", name, None, opts)
         pool = args.pool
         template = pool_template(pool)
@@ -150,7 +160,9 @@ class GpuNodePool(pulumi.ComponentResource):
             extra["instance_market_options"] = {"market_type": "capacity-block"}
         if pool.capacity_reservation_id:
             extra["capacity_reservation_specification"] = {
-                "capacity_reservation_target": {"capacity_reservation_id": pool.capacity_reservation_id}
+                "capacity_reservation_target": {
+                    "capacity_reservation_id": pool.capacity_reservation_id
+                }
             }
         if pool.efa:
             # EFA wants the nodes close together (one zone, a cluster placement group) and
@@ -161,8 +173,24 @@ class GpuNodePool(pulumi.ComponentResource):
                 f"{name}-efa",
                 description=f"EFA traffic between nodes of GPU pool {pool.name}",
                 vpc_id=args.vpc_id,
-                ingress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "self": True, "description": "EFA peers"}],
-                egress=[{"protocol": "-1", "from_port": 0, "to_port": 0, "self": True, "description": "EFA peers"}],
+                ingress=[
+                    {
+                        "protocol": "-1",
+                        "from_port": 0,
+                        "to_port": 0,
+                        "self": True,
+                        "description": "EFA peers",
+                    }
+                ],
+                egress=[
+                    {
+                        "protocol": "-1",
+                        "from_port": 0,
+                        "to_port": 0,
+                        "self": True,
+                        "description": "EFA peers",
+                    }
+                ],
                 tags={"Name": f"{name}-efa"},
                 opts=child,
             )
@@ -188,23 +216,36 @@ class GpuNodePool(pulumi.ComponentResource):
         node_group = aws.eks.NodeGroup(
             name,
             cluster_name=args.cluster_name,
-            node_group_name=pulumi.Output.from_input(args.cluster_name).apply(lambda c: f"{c}-{pool.name}"),
+            node_group_name=pulumi.Output.from_input(args.cluster_name).apply(
+                lambda c: f"{c}-{pool.name}"
+            ),
             node_role_arn=args.node_role_arn,
             subnet_ids=subnets,
-            instance_types=None if pool.capacity_type == "capacityBlock" else list(pool.instance_types),
+            instance_types=None
+            if pool.capacity_type == "capacityBlock"
+            else list(pool.instance_types),
             ami_type=template.ami_type,
             capacity_type=template.capacity_type,
             # desired starts at min; from then on the cluster-autoscaler owns it (ignore_changes).
-            scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.min_size},
+            scaling_config={
+                "min_size": pool.min_size,
+                "max_size": pool.max_size,
+                "desired_size": pool.min_size,
+            },
             labels=template.labels,
             taints=[
                 {"key": t["key"], "value": t["value"], "effect": _EKS_TAINT_EFFECTS[t["effect"]]}
                 for t in template.taints
             ],
-            launch_template={"id": launch_template.id, "version": launch_template.latest_version.apply(str)},
+            launch_template={
+                "id": launch_template.id,
+                "version": launch_template.latest_version.apply(str),
+            },
             update_config={"max_unavailable": 1},
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=list(args.depends_on), ignore_changes=["scalingConfig.desiredSize"]
+                parent=self,
+                depends_on=list(args.depends_on),
+                ignore_changes=["scalingConfig.desiredSize"],
             ),
         )
         # Managed node groups do not copy their tags to the autoscaling group, which is where

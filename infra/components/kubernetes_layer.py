@@ -15,20 +15,39 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.components.cluster import pod_identity_role
-from infra.components.gpu_pools import AMI_FAMILY_LABEL, GPU_PRESENT_LABEL, GPU_TAINT, SYSTEM_NODE_SELECTOR
+from infra.components.cluster_iam import pod_identity_role
+from infra.components.gpu_pools import (
+    AMI_FAMILY_LABEL,
+    EFA_LABEL,
+    GPU_PRESENT_LABEL,
+    GPU_TAINT,
+    SYSTEM_NODE_SELECTOR,
+)
 
 # Workload namespaces and the PriorityClass each one's pods use (serving preempts training).
 NAMESPACES = ("training", "serving")
 PRIORITY_CLASSES = {
-    "serving": ("mlplatform-serving", 100_000, "Online inference: preempts training when GPUs run short."),
+    "serving": (
+        "mlplatform-serving",
+        100_000,
+        "Online inference: preempts training when GPUs run short.",
+    ),
     "training": ("mlplatform-training", 10_000, "Training jobs: checkpoint and yield to serving."),
 }
 
 # Pinned charts. The cluster-autoscaler's image must match the cluster's minor version.
-DEVICE_PLUGIN_CHART = ("nvidia-device-plugin", "0.19.3", "https://nvidia.github.io/k8s-device-plugin")
-DCGM_EXPORTER_CHART = ("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+DEVICE_PLUGIN_CHART = (
+    "nvidia-device-plugin",
+    "0.19.3",
+    "https://nvidia.github.io/k8s-device-plugin",
+)
+DCGM_EXPORTER_CHART = (
+    "dcgm-exporter",
+    "4.8.2",
+    "https://nvidia.github.io/dcgm-exporter/helm-charts",
+)
 AUTOSCALER_CHART = ("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler")
+EFA_PLUGIN_CHART = ("aws-efa-k8s-device-plugin", "v0.5.30", "https://aws.github.io/eks-charts")
 AUTOSCALER_IMAGE_TAGS = {"1.32": "v1.32.7", "1.33": "v1.33.6", "1.34": "v1.34.5", "1.35": "v1.35.2"}
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
@@ -43,6 +62,8 @@ class KubernetesLayerArgs:
     kubernetes_version: str
     region: str
     gpu_quota: Mapping[str, int]
+    efa: bool = False
+    """Whether any GPU pool has EFA: then the EFA device plugin is installed."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -72,9 +93,16 @@ def autoscaler_policy(cluster_name: str) -> str:
                     # EKS tags every managed node group's ASG with this key.
                     "Sid": "ScaleOwnNodeGroups",
                     "Effect": "Allow",
-                    "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                    "Action": [
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    ],
                     "Resource": "*",
-                    "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
+                    "Condition": {
+                        "StringEquals": {
+                            f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
+                        }
+                    },
                 },
             ],
         }
@@ -90,7 +118,11 @@ def device_plugin_values() -> dict:
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}]}
+                        {
+                            "matchExpressions": [
+                                {"key": GPU_PRESENT_LABEL, "operator": "In", "values": ["true"]}
+                            ]
+                        }
                     ]
                 }
             }
@@ -105,6 +137,17 @@ def dcgm_exporter_values() -> dict:
         "tolerations": [GPU_TOLERATION],
         # The chart's ServiceMonitor needs the Prometheus operator's CRDs, not installed here.
         "serviceMonitor": {"enabled": False},
+    }
+
+
+def efa_plugin_values(region: str) -> dict:
+    return {
+        # EKS publishes its images in every region's registry; pull from this one.
+        "image": {
+            "repository": f"602401143452.dkr.ecr.{region}.amazonaws.com/eks/aws-efa-k8s-device-plugin"
+        },
+        "nodeSelector": {EFA_LABEL: "true"},
+        "tolerations": [GPU_TOLERATION],
     }
 
 
@@ -133,14 +176,18 @@ class KubernetesLayer(pulumi.ComponentResource):
     namespaces: dict[str, pulumi.Output[str]]
     priority_class_names: dict[str, str]
 
-    def __init__(self, name: str, args: KubernetesLayerArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: KubernetesLayerArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mlplatform:kubernetes:KubernetesLayer", name, None, opts)
         self.provider = k8s.Provider(
             name,
             kubeconfig=args.kubeconfig,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=list(args.depends_on))
+        k8s_opts = pulumi.ResourceOptions(
+            parent=self, provider=self.provider, depends_on=list(args.depends_on)
+        )
 
         self.priority_class_names = {}
         for purpose, (class_name, value, description) in PRIORITY_CLASSES.items():
@@ -193,7 +240,9 @@ class KubernetesLayer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=role),
         )
 
-        def release(chart: tuple[str, str, str], values: pulumi.Input[dict], extra: list[pulumi.Resource]) -> k8s.helm.v3.Release:
+        def release(
+            chart: tuple[str, str, str], values: pulumi.Input[dict], extra: list[pulumi.Resource]
+        ) -> k8s.helm.v3.Release:
             chart_name, version, repo = chart
             return k8s.helm.v3.Release(
                 f"{name}-{chart_name}",
@@ -212,6 +261,8 @@ class KubernetesLayer(pulumi.ComponentResource):
 
         self.device_plugin = release(DEVICE_PLUGIN_CHART, device_plugin_values(), [])
         self.dcgm_exporter = release(DCGM_EXPORTER_CHART, dcgm_exporter_values(), [])
+        if args.efa:
+            self.efa_plugin = release(EFA_PLUGIN_CHART, efa_plugin_values(args.region), [])
         self.autoscaler = release(
             AUTOSCALER_CHART,
             pulumi.Output.from_input(args.cluster_name).apply(
