@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving.config import parse_args
         from serving.server import run_server
 
-        return run_server(parse_args(rest))
+        run_server(parse_args(rest))
     if command == "local":
         from serving.config import parse_args
         from serving.server import run_server
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("usage: python -m serving local MODEL_DIR [serve flags]", file=sys.stderr)
             return 2
         # Later flags win in argparse, so the user's own --host or --port still apply.
-        return run_server(parse_args(["--host", "127.0.0.1", "--model-dir", *rest]))
+        run_server(parse_args(["--host", "127.0.0.1", "--model-dir", *rest]))
     if command == "healthcheck":
         port = int(rest[0]) if rest else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
         return healthcheck(port)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from types import FrameType
+from typing import NoReturn
 
 import uvicorn
 
@@ -54,8 +56,8 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
-def run_server(config: ServerConfig) -> int:
-    """Serve until stopped; returns the process exit status."""
+def run_server(config: ServerConfig) -> NoReturn:
+    """Serve until stopped, then end the process: 0 after a clean stop, 1 on failure."""
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -78,8 +80,9 @@ def run_server(config: ServerConfig) -> int:
     )
     server = GracefulServer(uv_config, app, config.drain_s)
     server.run()
-    if app.runtime.abandoned_work:
-        # The forward thread cannot be interrupted and Python would join it at exit.
-        logging.shutdown()
-        os._exit(server.exit_code or 1)
-    return server.exit_code
+    # Skip the interpreter's teardown: torch's alone takes a second or more, a forward pass that
+    # outlived the grace period would be waited for, and nothing is left to clean up.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1 if app.runtime.abandoned_work else server.exit_code)
