@@ -550,6 +550,16 @@ class Tuning(Section):
         description="A metric the training log reports (training.metrics.METRIC_DEFINITIONS).",
     )
     objective: Literal["Maximize", "Minimize"] = Field(default="Maximize", description="Direction.")
+
+    @field_validator("objective_metric")
+    @classmethod
+    def _reported_metric(cls, value: str) -> str:
+        from training.metrics import METRIC_DEFINITIONS
+
+        reported = sorted(d["Name"] for d in METRIC_DEFINITIONS)
+        if value not in reported:
+            raise ValueError(f"the training image reports only {', '.join(reported)}")
+        return value
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = Field(
         default="Bayesian", description="SageMaker's search strategy."
     )

@@ -1,0 +1,175 @@
+"""SageMaker endpoints: serverless in dev, autoscaled instances with data capture in prod,
+alarms everywhere, and configuration changes that never delete the live endpoint."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.components.sagemaker_serving import has_local_storage
+from infra.config import StackConfigError
+from infra.plan import Plan
+from infra.stackfile import load_stack_file
+from infra.variants import write_variant
+
+CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+TARGET = "aws:appautoscaling/target:Target"
+POLICY = "aws:appautoscaling/policy:Policy"
+
+
+def only(plan: Plan, kind: str):
+    (resource,) = plan.of_type(kind)
+    return resource
+
+
+def test_dev_serves_serverless_without_autoscaling_or_capture(plan_of):
+    plan = plan_of("dev")
+    serving = plan.config.models[0].serving
+    (variant,) = only(plan, CONFIG).inputs["productionVariants"]
+    assert variant["serverlessConfig"] == {
+        "maxConcurrency": serving.serverless_max_concurrency,
+        "memorySizeInMb": serving.serverless_memory_mb,
+    }
+    assert "instanceType" not in variant
+    assert "dataCaptureConfig" not in only(plan, CONFIG).inputs
+    assert not plan.of_type(TARGET) and not plan.of_type(POLICY)
+
+
+def test_prod_autoscales_instances_between_the_configured_bounds(plan_of):
+    plan = plan_of("prod")
+    serving = plan.config.models[0].serving
+    (variant,) = only(plan, CONFIG).inputs["productionVariants"]
+    assert variant["instanceType"] == serving.instance_type
+    assert variant["initialInstanceCount"] == serving.min_instances
+    target = only(plan, TARGET).inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (
+        serving.min_instances,
+        serving.max_instances,
+    )
+    assert target["resourceId"] == "endpoint/mlplatform-prod-digits/variant/AllTraffic"
+    assert target["scalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    tracking = only(plan, POLICY).inputs["targetTrackingScalingPolicyConfiguration"]
+    assert tracking["targetValue"] == serving.target_invocations_per_instance
+    assert (
+        tracking["predefinedMetricSpecification"]["predefinedMetricType"]
+        == "SageMakerVariantInvocationsPerInstance"
+    )
+
+
+def test_prod_captures_requests_to_the_artifacts_bucket_under_the_stack_key(plan_of):
+    plan = plan_of("prod")
+    capture = only(plan, CONFIG).inputs["dataCaptureConfig"]
+    assert (
+        capture["destinationS3Uri"]
+        == f"s3://{plan.outputs['bucketNames']['artifacts']}/data-capture/digits"
+    )
+    assert capture["kmsKeyId"] == plan.outputs["kmsKeyArn"]
+    assert (
+        capture["initialSamplingPercentage"] == plan.config.models[0].serving.data_capture_percent
+    )
+    assert {o["captureMode"] for o in capture["captureOptions"]} == {"Input", "Output"}
+
+
+def test_every_endpoint_alarms_on_server_errors_and_latency(plan: Plan):
+    for model in plan.config.models:
+        if model.serving.plane != "sagemaker":
+            continue
+        endpoint = f"mlplatform-{plan.stack}-{model.name}"
+        alarms = {
+            r.inputs["metricName"]: r.inputs
+            for r in plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if r.inputs["dimensions"].get("EndpointName") == endpoint
+        }
+        assert alarms["Invocation5XXErrors"]["threshold"] == model.serving.error_alarm_count
+        assert alarms["ModelLatency"]["threshold"] == model.serving.latency_alarm_ms * 1000, (
+            "microseconds"
+        )
+
+
+def test_config_changes_switch_the_live_endpoint_to_a_new_configuration(plan_of):
+    plan = plan_of("prod")
+    config, endpoint = only(plan, CONFIG), only(plan, "aws:sagemaker/endpoint:Endpoint")
+    assert "name" not in config.inputs, "autonamed: a changed config is a new one, made first"
+    assert endpoint.inputs["name"] == "mlplatform-prod-digits"
+    assert endpoint.inputs["endpointConfigName"] == config.outputs["name"]
+    rollback = endpoint.inputs["deploymentConfig"]["autoRollbackConfiguration"]["alarms"]
+    assert {a["alarmName"] for a in rollback} == {
+        "mlplatform-prod-digits-5xx",
+        "mlplatform-prod-digits-latency",
+    }
+
+
+def test_bounds_instance_type_and_served_version_follow_the_stack_file(plan_variant):
+    serving = {
+        "instanceType": "ml.m5.xlarge",
+        "minInstances": 3,
+        "maxInstances": 9,
+        "modelPackageVersion": 4,
+    }
+    plan = plan_variant("prod", {"mlplatform:models": [{"name": "digits", "serving": serving}]})
+    target = only(plan, TARGET).inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (3, 9)
+    config = only(plan, CONFIG).inputs
+    assert config["productionVariants"][0]["initialInstanceCount"] == 3
+    assert config["kmsKeyArn"] == plan.outputs["kmsKeyArn"], "EBS-backed types get the stack key"
+    container = only(plan, "aws:sagemaker/model:Model").inputs["primaryContainer"]
+    assert container == {
+        "modelPackageName": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlplatform-variant-digits/4"
+    }
+
+
+def test_local_nvme_instance_types_get_no_volume_key_because_sagemaker_refuses_one(plan_of):
+    assert "kmsKeyArn" not in only(plan_of("prod"), CONFIG).inputs  # ml.g5.xlarge
+    assert [
+        t
+        for t in ("ml.g5.xlarge", "ml.g4dn.xlarge", "ml.p4d.24xlarge", "ml.m5d.large")
+        if not has_local_storage(t)
+    ] == []
+    assert [
+        t
+        for t in ("ml.m5.xlarge", "ml.c6i.large", "ml.p3.2xlarge", "ml.inf2.xlarge")
+        if has_local_storage(t)
+    ] == []
+
+
+@pytest.mark.parametrize(
+    ("serving", "message"),
+    [
+        (
+            {"plane": "eks", "mode": "serverless", "pool": "l4"},
+            "serverless serving exists on the sagemaker plane only",
+        ),
+        ({"mode": "serverless", "dataCapturePercent": 10}, "data capture needs mode: instances"),
+        ({"minInstances": 4, "maxInstances": 2}, "minInstances cannot exceed maxInstances"),
+        (
+            {"instanceType": "ml.g5.huge"},
+            r"not a SageMaker ProductionVariantInstanceType.*did you mean",
+        ),
+    ],
+)
+def test_impossible_serving_settings_are_refused_with_the_key_path(tmp_path, serving, message):
+    path = write_variant(
+        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "serving": serving}]}
+    )
+    with pytest.raises(StackConfigError, match=rf"mlplatform:models\[0\]\.serving.*{message}"):
+        load_stack_file(path)
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"maxRuntimeHours": 8, "maxWaitHours": 4}, "maxWaitHours must be >= maxRuntimeHours"),
+        ({"spot": False, "maxWaitHours": 4}, "maxWaitHours applies to spot training only"),
+        (
+            {"plane": "eks", "pool": "l4", "schedule": "rate(7 days)"},
+            "schedule starts SageMaker pipelines",
+        ),
+        ({"schedule": "every monday"}, r"must be cron\(\.\.\.\) or rate\(\.\.\.\)"),
+        ({"instanceType": "ml.g5.xlarge", "pool": "l4"}, "pool applies to plane: eks"),
+    ],
+)
+def test_impossible_training_settings_are_refused_with_the_key_path(tmp_path, training, message):
+    path = write_variant(
+        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
+    )
+    with pytest.raises(StackConfigError, match=rf"mlplatform:models\[0\]\.training.*{message}"):
+        load_stack_file(path)
