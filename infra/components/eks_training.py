@@ -388,3 +388,23 @@ class EksTrainingRuntime(pulumi.ComponentResource):
         )
         self.runtime_name = model
         self.register_outputs({"runtimeName": model, "serviceAccount": service_account})
+
+
+def train_job(model: str, namespace: str, name: str) -> dict:
+    """A TrainJob that runs one training of `model` from its TrainingRuntime."""
+    return {
+        "apiVersion": RUNTIME_API,
+        "kind": "TrainJob",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"mlplatform.io/model": model},
+        },
+        "spec": {
+            "runtimeRef": {
+                "name": model,
+                "apiGroup": "trainer.kubeflow.org",
+                "kind": "TrainingRuntime",
+            }
+        },
+    }

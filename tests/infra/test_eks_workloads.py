@@ -1,0 +1,289 @@
+"""EKS workloads: Kubernetes objects valid against the API schema (and the Trainer CRDs), GPU
+placement, spot-safe training, and serving that rolls out without losing capacity."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from infra.components.eks_training import TRAINER_VERSION, train_job
+from infra.plan import Plan
+
+SCHEMAS = Path(__file__).parent / "schemas"
+RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:TrainingRuntime"
+
+
+def crd_schema(kind: str) -> dict:
+    return json.loads(gzip.open(SCHEMAS / f"trainer-v{TRAINER_VERSION}-{kind}.json.gz").read())[
+        "schema"
+    ]
+
+
+def unknown_fields(value: Any, schema: dict, path: str = "") -> list[str]:
+    """Fields the CRD does not declare (the API server would silently prune them)."""
+    if isinstance(value, dict) and "properties" in schema:
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return []
+        found = [f"{path}.{k}" for k in value if k not in schema["properties"]]
+        for key, item in value.items():
+            if key in schema["properties"]:
+                found += unknown_fields(item, schema["properties"][key], f"{path}.{key}")
+        return found
+    if isinstance(value, list) and "items" in schema:
+        return [
+            f
+            for i, item in enumerate(value)
+            for f in unknown_fields(item, schema["items"], f"{path}[{i}]")
+        ]
+    return []
+
+
+def check_against_crd(obj: dict, kind: str) -> None:
+    schema = crd_schema(kind)
+    body = {
+        k: v for k, v in obj.items() if k != "metadata"
+    }  # metadata is ObjectMeta, not in the CRD
+    jsonschema.validate(
+        body,
+        {
+            **schema,
+            "properties": {k: v for k, v in schema["properties"].items() if k != "metadata"},
+        },
+    )
+    assert unknown_fields(body, schema) == []
+
+
+def workloads(plan: Plan) -> list:
+    mine = ("mlplatform:eks:TrainingRuntime", "mlplatform:eks:ModelServer")
+    parents = {r.urn for r in plan.resources if r.type in mine}
+    return [r for r in plan.resources if r.parent in parents and r.type.startswith("kubernetes:")]
+
+
+def by_kind(plan: Plan, kind: str) -> list[dict]:
+    return [r.inputs for r in workloads(plan) if r.inputs.get("kind") == kind]
+
+
+@pytest.fixture
+def staging(plan_of) -> Plan:
+    return plan_of("staging")
+
+
+def test_kubernetes_objects_validate_strictly_against_the_clusters_api(staging: Plan):
+    version = staging.config.cluster.version
+    objects = [r for r in workloads(staging) if r.type != RUNTIME]
+    kinds = {r.inputs["kind"] for r in objects}
+    assert kinds == {
+        "ServiceAccount",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
+    for resource in objects:
+        kubernetes_validate.validate(resource.inputs, f"{version}.0", strict=True)
+
+
+def test_the_strict_validation_rejects_a_misspelt_field():
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "x"},
+                "spec": {"selectr": {}},
+            },
+            "1.34.0",
+            strict=True,
+        )
+
+
+def test_the_training_runtime_matches_the_operators_crd(staging: Plan):
+    (runtime,) = by_kind(staging, "TrainingRuntime")
+    check_against_crd(runtime, "trainingruntime")
+    kubernetes_validate.validate(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "probe"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {**pod_template(runtime), "metadata": {"labels": {"a": "b"}}},
+            },
+        },
+        f"{staging.config.cluster.version}.0",
+        strict=True,
+    )
+
+
+def test_a_train_job_for_the_runtime_matches_the_operators_crd():
+    job = train_job("digits-eks", "training", "digits-eks-20260101-000000")
+    check_against_crd(job, "trainjob")
+    assert job["spec"]["runtimeRef"] == {
+        "name": "digits-eks",
+        "apiGroup": "trainer.kubeflow.org",
+        "kind": "TrainingRuntime",
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        check_against_crd({**job, "spec": {}}, "trainjob")
+
+
+def pod_template(runtime: dict) -> dict:
+    (node,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    return node["template"]["spec"]["template"]
+
+
+def test_multi_node_torchrun_on_the_training_pool_with_gpus_and_no_eviction(staging: Plan):
+    model = next(m for m in staging.config.models if m.name == "digits-eks")
+    (runtime,) = by_kind(staging, "TrainingRuntime")
+    assert runtime["spec"]["mlPolicy"] == {"numNodes": model.training.instance_count, "torch": {}}
+    template = pod_template(runtime)
+    assert template["metadata"]["annotations"] == {
+        "karpenter.sh/do-not-disrupt": "true",
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+    }
+    spec = template["spec"]
+    pool = staging.outputs["gpuPools"][model.training.pool]
+    assert spec["nodeSelector"] == pool["nodeSelector"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+    (node,) = spec["containers"]
+    assert node["command"] == ["torchrun", "-m", "training"] and node["args"][0] == "train"
+    gpus = str(model.training.gpus_per_instance)
+    assert (
+        node["resources"]["limits"] == {"nvidia.com/gpu": gpus}
+        and node["resources"]["requests"]["nvidia.com/gpu"] == gpus
+    )
+    assert spec["priorityClassName"] == "mlplatform-training"
+
+
+def test_training_reads_the_dataset_through_the_s3_csi_driver_and_checkpoints_to_s3(staging: Plan):
+    buckets = staging.outputs["bucketNames"]
+    (pv,) = by_kind(staging, "PersistentVolume")
+    assert pv["spec"]["csi"]["driver"] == "s3.csi.aws.com"
+    assert pv["spec"]["csi"]["volumeAttributes"] == {"bucketName": buckets["datasets"]}
+    assert {"read-only", "prefix digits-eks/"} <= set(pv["spec"]["mountOptions"])
+    (pvc,) = by_kind(staging, "PersistentVolumeClaim")
+    assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
+    spec = pod_template(by_kind(staging, "TrainingRuntime")[0])["spec"]
+    assert {
+        "name": "dataset",
+        "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"], "readOnly": True},
+    } in spec["volumes"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["CHECKPOINT_DIR"] == "/checkpoints" and env["DATA_DIR"] == "/data"
+    assert env["CHECKPOINT_URI"] == f"s3://{buckets['checkpoints']}/digits-eks/$(TRAIN_JOB_NAME)"
+    init = {c["name"]: c for c in spec["initContainers"]}
+    assert init["sync-to-s3"]["restartPolicy"] == "Always", (
+        "a native sidecar keeps syncing while training runs"
+    )
+    assert "/checkpoints" in init["restore-checkpoints"]["command"][-1], "a restarted run resumes"
+
+
+def test_pods_reach_only_their_models_prefixes_through_pod_identity(staging: Plan):
+    associations = {
+        r.inputs["serviceAccount"]: r.inputs
+        for r in staging.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    }
+    assert associations["digits-eks-training"]["namespace"] == "training"
+    assert associations["digits-eks-serving"]["namespace"] == "serving"
+    policy = json.loads(
+        staging.get(
+            "aws:iam/rolePolicy:RolePolicy", "mlplatform-staging-digits-eks-training"
+        ).inputs["policy"]
+    )
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert resources["Checkpoints"].endswith(
+        f"{staging.outputs['bucketNames']['checkpoints']}/digits-eks/*"
+    )
+
+
+def test_serving_rolls_out_without_losing_ready_replicas_and_scales_within_bounds(staging: Plan):
+    model = next(m for m in staging.config.models if m.name == "digits-eks")
+    (deployment,) = by_kind(staging, "Deployment")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == staging.outputs["gpuPools"][model.serving.pool]["nodeSelector"]
+    (server,) = spec["containers"]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": str(model.serving.gpus_per_replica)}
+    (hpa,) = by_kind(staging, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
+        model.serving.min_instances,
+        model.serving.max_instances,
+    )
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (pdb,) = by_kind(staging, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+
+def test_the_training_operator_is_pinned_and_installed_only_where_a_model_trains_on_eks(
+    staging: Plan, plan_of
+):
+    (release,) = [
+        r.inputs
+        for r in staging.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "kubeflow-trainer"
+    ]
+    assert release["chart"] == "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
+    assert release["version"] == TRAINER_VERSION
+    (runtime,) = [r for r in workloads(staging) if r.type == RUNTIME]
+    operator = staging.get("kubernetes:helm.sh/v3:Release", "mlplatform-staging-kubeflow-trainer")
+    assert operator.urn in runtime.depends_on, "the CRD must exist first"
+    assert not [
+        r
+        for r in plan_of("dev").of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] == "kubeflow-trainer"
+    ]
+
+
+def test_an_eks_model_must_name_an_existing_pool_with_enough_gpus(plan_variant):
+    from infra.config import StackConfigError
+
+    with pytest.raises(
+        StackConfigError, match=r"pool 'h100' is not in mlplatform:gpuPools \(serving, training\)"
+    ):
+        plan_variant(
+            "staging",
+            {"mlplatform:models": [{"name": "x1", "training": {"plane": "eks", "pool": "h100"}}]},
+        )
+    with pytest.raises(StackConfigError, match="asks 8 GPUs but pool serving nodes have 1"):
+        plan_variant(
+            "staging",
+            {
+                "mlplatform:models": [
+                    {
+                        "name": "x1",
+                        "serving": {"plane": "eks", "pool": "serving", "gpusPerReplica": 8},
+                    }
+                ]
+            },
+        )
+    with pytest.raises(
+        StackConfigError, match=r"2 nodes x 4 GPUs exceed the training namespace's GPU quota \(4"
+    ):
+        plan_variant(
+            "staging",
+            {
+                "mlplatform:cluster": {"gpuQuota": {"training": 4}},
+                "mlplatform:models": [
+                    {
+                        "name": "x1",
+                        "training": {
+                            "plane": "eks",
+                            "pool": "training",
+                            "instanceCount": 2,
+                            "gpusPerInstance": 4,
+                        },
+                    }
+                ],
+            },
+        )
