@@ -168,9 +168,9 @@ def start_server(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One ready digits server shared by a module's protocol tests."""
+    """One ready digits server shared by the protocol tests (they leave it as they found it)."""
     process = ServerProcess(digits_dir, tmp_path_factory.mktemp("log") / "server.log")
     try:
         process.wait_ready()

@@ -162,7 +162,7 @@ def test_sigterm_under_load_answers_every_accepted_request_then_exits_0(
 def test_drain_reports_not_ready_but_still_serves_until_the_port_closes(
     digits_dir: Path, start_server
 ) -> None:
-    server = start_server(digits_dir, "--drain", "3", "--grace", "10")
+    server = start_server(digits_dir, "--drain", "2", "--grace", "10")
     with httpx.Client(base_url=server.url) as c:
         server.terminate()
         poll(lambda: c.get("/ping").status_code == 503, what="/ping to turn 503")
