@@ -53,6 +53,17 @@ class Estimate:
     def monthly_max(self) -> float:
         return round(sum(line.monthly_max for line in self.lines), 2)
 
+    def monthly_expected(self, scale_out: float) -> float:
+        """Cost if everything that scales spends `scale_out` (0..1) of the month between its
+        minimum and its maximum: the number a budget is usually compared with."""
+        return round(self.monthly_min + scale_out * (self.monthly_max - self.monthly_min), 2)
+
+    def at(self, basis: str, scale_out: float) -> float:
+        """The total at `min`, `expected` or `max` scale."""
+        if basis == "min":
+            return self.monthly_min
+        return self.monthly_max if basis == "max" else self.monthly_expected(scale_out)
+
 
 def runs_per_month(expression: str) -> float:
     """How many times an EventBridge Scheduler `rate(...)`/`cron(...)` expression fires a month."""
@@ -130,15 +141,22 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
             add(r, "EKS control plane", "per cluster", s["eksControlPlaneHourly"] * hours)
         elif r.type == p.NODE_GROUP:
             types = p.as_list(props.get("instanceTypes")) or ["t3.medium"]
-            hourly = price(types[0])
-            if hourly is None:
+            hourly = [price(t) for t in types]
+            if None in hourly:
                 continue
             spot = props.get("capacityType") == "SPOT"
-            hourly *= a["ec2SpotFactor"] if spot else 1
+            factor = a["ec2SpotFactor"] if spot else 1
             scale = p.as_dict(props.get("scalingConfig"))
             low, high = int(scale.get("minSize") or 0), int(scale.get("maxSize") or 0)
-            detail = f"{types[0]} {'spot' if spot else 'on-demand'} x {low}..{high}"
-            add(r, "node pool", detail, _money(hourly, hours, low), _money(hourly, hours, high))
+            # The autoscaler may pick any listed type: cheapest at the floor, dearest at the top.
+            detail = f"{'/'.join(types)} {'spot' if spot else 'on-demand'} x {low}..{high}"
+            add(
+                r,
+                "node pool",
+                detail,
+                _money(min(hourly) * factor, hours, low),
+                _money(max(hourly) * factor, hours, high),
+            )
         elif r.type == "aws:ec2/natGateway:NatGateway":
             add(
                 r,

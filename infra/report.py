@@ -9,13 +9,22 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from infra import prices
-from infra.cost import Estimate, estimate
+from infra.cost import CostLine, Estimate, estimate
 from infra.plan import Plan, PlannedResource
 from infra.prices import PriceTable
-from policies.offline import SEVERITY_ORDER, Violation, check_plan, stack_resources
+from policies.offline import (
+    SEVERITY_ORDER,
+    Violation,
+    check_plan,
+    effective,
+    load_config,
+    stack_resources,
+)
+from policies.rules.budget import RULES as BUDGET_RULES
 
 MARKER = "<!-- mlplatform-preview:{stack} -->"
 
@@ -33,62 +42,170 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def verdict(violations: list[Violation], estimate: Estimate, budget: float) -> str:
-    blocking = [v for v in violations if v.enforcement == "mandatory"]
-    advisory = len(violations) - len(blocking)
-    policy = (
-        f"**{len(blocking)} mandatory violation(s): this change cannot merge**"
-        if blocking
-        else "**all mandatory policies pass**"
-    )
-    if advisory:
-        policy += f" ({advisory} advisory)"
-    within = "within" if estimate.monthly_max <= budget else "**over**"
-    cost = f"{_usd(estimate.monthly_min)} to {_usd(estimate.monthly_max)} a month, {within} the budget of {_usd(budget)}"
-    return f"{policy}; estimated cost {cost}."
+@dataclass(frozen=True)
+class Preview:
+    """Policy violations and cost estimate of one planned stack, and how the budget is compared."""
 
+    plan: Plan
+    violations: list[Violation]
+    estimate: Estimate
+    prices: PriceTable
+    compare_at: str
+    scale_out: float
 
-# --- terminal ----------------------------------------------------------------------------------
+    @property
+    def budget(self) -> float:
+        return self.plan.config.budget.monthly_usd
 
+    @property
+    def blocking(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "mandatory"]
 
-def violations_text(violations: list[Violation]) -> str:
-    if not violations:
-        return "Policies: no violations."
-    lines = [f"Policies: {len(violations)} violation(s)"]
-    for severity in SEVERITY_ORDER:
-        group = [v for v in violations if v.severity == severity]
-        if group:
-            lines.append(f"  {severity.upper()}")
-            lines += [f"    [{v.enforcement}] {v.policy}: {v.resource}: {v.message}" for v in group]
-    return "\n".join(lines)
+    @property
+    def compared(self) -> float:
+        """The estimate the budget policy compares with the budget."""
+        return self.estimate.at(self.compare_at, self.scale_out)
 
+    @property
+    def basis(self) -> str:
+        if self.compare_at == "expected":
+            return f"expected ({self.scale_out:.0%} of the way from min to max)"
+        return f"at {self.compare_at} scale"
 
-def cost_text(estimate: Estimate, prices: PriceTable, budget: float) -> str:
-    rows = [("RESOURCE", "KIND", "DETAIL", "MIN/MONTH", "MAX/MONTH")]
-    rows += [
-        (c.name, c.kind, c.detail, _usd(c.monthly_min), _usd(c.monthly_max))
-        for c in _sorted(estimate)
-    ]
-    rows += [
-        ("TOTAL", "", "", _usd(estimate.monthly_min), _usd(estimate.monthly_max)),
-        ("BUDGET", "", "", "", _usd(budget)),
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = [f"Cost estimate ({prices.region} prices of {prices.date}):"]
-    lines += [
-        f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}"
-        for r in rows
-    ]
-    if estimate.unpriced:
-        lines.append(f"  not priced: {', '.join(sorted(estimate.unpriced))}")
-    return "\n".join(lines)
+    def lines(self) -> list[CostLine]:
+        return sorted(self.estimate.lines, key=lambda c: (-c.monthly_max, c.kind, c.name, c.detail))
 
+    def verdict(self) -> str:
+        advisory = len(self.violations) - len(self.blocking)
+        policy = (
+            f"**{len(self.blocking)} mandatory violation(s): this change cannot merge**"
+            if self.blocking
+            else "**all mandatory policies pass**"
+        )
+        if advisory:
+            policy += f" ({advisory} advisory)"
+        within = "within" if self.compared <= self.budget else "**over**"
+        return (
+            f"{policy}. Estimated cost {_usd(self.estimate.monthly_min)} to "
+            f"{_usd(self.estimate.monthly_max)} a month; {self.basis} {_usd(self.compared)}, "
+            f"{within} the budget of {_usd(self.budget)}."
+        )
 
-def _sorted(estimate: Estimate):
-    return sorted(estimate.lines, key=lambda c: (-c.monthly_max, c.kind, c.name))
+    # --- terminal ---------------------------------------------------------------------------
 
+    def text(self) -> str:
+        return "\n\n".join(
+            [self._violations_text(), self._cost_text(), self.verdict().replace("**", "")]
+        )
 
-# --- markdown (PR comment) ---------------------------------------------------------------------
+    def _violations_text(self) -> str:
+        if not self.violations:
+            return "Policies: no violations."
+        out = [f"Policies: {len(self.violations)} violation(s)"]
+        for severity in SEVERITY_ORDER:
+            group = [v for v in self.violations if v.severity == severity]
+            if group:
+                out.append(f"  {severity.upper()}")
+                out += [
+                    f"    [{v.enforcement}] {v.policy}: {v.resource}: {v.message}" for v in group
+                ]
+        return "\n".join(out)
+
+    def _cost_text(self) -> str:
+        rows = [("RESOURCE", "KIND", "DETAIL", "MIN/MONTH", "MAX/MONTH")]
+        rows += [
+            (c.name, c.kind, c.detail, _usd(c.monthly_min), _usd(c.monthly_max))
+            for c in self.lines()
+        ]
+        rows += [
+            ("TOTAL", "", "", _usd(self.estimate.monthly_min), _usd(self.estimate.monthly_max)),
+            ("BUDGET", "", "", "", _usd(self.budget)),
+        ]
+        w = [max(len(r[i]) for r in rows) for i in range(5)]
+        out = [f"Cost estimate ({self.prices.region} prices of {self.prices.date}):"]
+        out += [
+            f"  {r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:>{w[3]}}  {r[4]:>{w[4]}}"
+            for r in rows
+        ]
+        if self.estimate.unpriced:
+            out.append(f"  not priced: {', '.join(sorted(self.estimate.unpriced))}")
+        return "\n".join(out)
+
+    # --- markdown (PR comment) --------------------------------------------------------------
+
+    def markdown(self) -> str:
+        """The PR comment for one stack."""
+        plan, est = self.plan, self.estimate
+        kinds = Counter(r.type for r in plan.resources if r.custom)
+        out = [
+            marker(plan.stack),
+            f"### mlplatform preview: `{plan.stack}` ({plan.config.environment}, {plan.config.region})",
+            "",
+            self.verdict(),
+            "",
+            f"#### Monthly cost vs budget ({self.prices.region} on-demand prices of {self.prices.date})",
+            "",
+            "| resource | kind | detail | min | max |",
+            "| --- | --- | --- | ---: | ---: |",
+            *[
+                f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {_usd(c.monthly_min)} | {_usd(c.monthly_max)} |"
+                for c in self.lines()
+            ],
+            f"| **total** | | | **{_usd(est.monthly_min)}** | **{_usd(est.monthly_max)}** |",
+            f"| **compared with the budget**: {self.basis} | | | | **{_usd(self.compared)}** |",
+            f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | **{_usd(self.budget)}** |",
+        ]
+        if est.unpriced:
+            out += [
+                "",
+                f"Not priced (add to `infra/prices/{self.prices.region}.json`): "
+                + ", ".join(sorted(est.unpriced)),
+            ]
+        out += ["", "#### Policy violations", ""]
+        if self.violations:
+            out += [
+                "| severity | enforcement | policy | resource | message |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            out += [
+                f"| {v.severity} | {v.enforcement} | `{v.policy}` | {_cell(v.resource)} | {_cell(v.message)} |"
+                for v in self.violations
+            ]
+        else:
+            out.append("None: every policy passes.")
+        out += [
+            "",
+            f"#### Resources ({sum(kinds.values())})",
+            "",
+            "| kind | count |",
+            "| --- | ---: |",
+            *[f"| `{kind}` | {count} |" for kind, count in sorted(kinds.items())],
+            "",
+            "#### Components",
+            "",
+            mermaid(plan),
+            "",
+        ]
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "violations": [v.to_json() for v in self.violations],
+            "cost": {
+                "region": self.prices.region,
+                "pricesDate": self.prices.date,
+                "budgetMonthlyUsd": self.budget,
+                "monthlyMinUsd": self.estimate.monthly_min,
+                "monthlyMaxUsd": self.estimate.monthly_max,
+                "comparedWithBudget": {
+                    "basis": self.compare_at,
+                    "scaleOut": self.scale_out,
+                    "monthlyUsd": self.compared,
+                },
+                "unpriced": sorted(self.estimate.unpriced),
+                "lines": [asdict(c) for c in self.lines()],
+            },
+        }
 
 
 def _node_id(resource: PlannedResource) -> str:
@@ -99,7 +216,8 @@ def _node_id(resource: PlannedResource) -> str:
 
 def mermaid(plan: Plan) -> str:
     """The component tree: each ComponentResource, its parent, and how many resources it holds."""
-    components = [r for r in plan.resources if not r.custom]
+    # Registration order varies from run to run (the SDK registers asynchronously): sort.
+    components = sorted((r for r in plan.resources if not r.custom), key=lambda r: r.urn)
     by_urn = {r.urn: r for r in components}
     owned = Counter(r.parent for r in plan.resources if r.custom)
     lines = ["```mermaid", "graph LR", f'  stack(["stack {plan.stack}"])']
@@ -113,101 +231,46 @@ def mermaid(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def markdown(
-    plan: Plan, violations: list[Violation], estimate: Estimate, prices: PriceTable
-) -> str:
-    """The PR comment for one stack."""
-    budget = plan.config.budget.monthly_usd
-    kinds = Counter(r.type for r in plan.resources if r.custom)
-    out = [
-        marker(plan.stack),
-        f"### mlplatform preview: `{plan.stack}` ({plan.config.environment}, {plan.config.region})",
-        "",
-        verdict(violations, estimate, budget),
-        "",
-        f"#### Resources ({sum(kinds.values())})",
-        "",
-        "| kind | count |",
-        "| --- | ---: |",
-        *[f"| `{kind}` | {count} |" for kind, count in sorted(kinds.items())],
-        "",
-        f"#### Monthly cost vs budget ({prices.region} on-demand prices of {prices.date})",
-        "",
-        "| resource | kind | detail | min | max |",
-        "| --- | --- | --- | ---: | ---: |",
-        *[
-            f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {_usd(c.monthly_min)} | {_usd(c.monthly_max)} |"
-            for c in _sorted(estimate)
-        ],
-        f"| **total** | | | **{_usd(estimate.monthly_min)}** | **{_usd(estimate.monthly_max)}** |",
-        f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | **{_usd(budget)}** |",
-    ]
-    if estimate.unpriced:
-        out += [
-            "",
-            f"Not priced (add to `infra/prices/{prices.region}.json`): {', '.join(sorted(estimate.unpriced))}",
-        ]
-    out += ["", "#### Policy violations", ""]
-    if violations:
-        out += [
-            "| severity | enforcement | policy | resource | message |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        out += [
-            f"| {v.severity} | {v.enforcement} | `{v.policy}` | {_cell(v.resource)} | {_cell(v.message)} |"
-            for v in violations
-        ]
-    else:
-        out.append("None: every policy passes.")
-    out += ["", "#### Components", "", mermaid(plan), ""]
-    return "\n".join(out)
-
-
-# --- the whole check ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preview:
-    """Policy violations and cost estimate of one planned stack."""
-
-    plan: Plan
-    violations: list[Violation]
-    estimate: Estimate
-    prices: PriceTable
-
-    @property
-    def blocking(self) -> list[Violation]:
-        return [v for v in self.violations if v.enforcement == "mandatory"]
-
-    def text(self) -> str:
-        budget = self.plan.config.budget.monthly_usd
-        return "\n\n".join(
-            [
-                violations_text(self.violations),
-                cost_text(self.estimate, self.prices, budget),
-                verdict(self.violations, self.estimate, budget).replace("**", ""),
-            ]
-        )
-
-    def markdown(self) -> str:
-        return markdown(self.plan, self.violations, self.estimate, self.prices)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "violations": [v.to_json() for v in self.violations],
-            "cost": {
-                "region": self.prices.region,
-                "pricesDate": self.prices.date,
-                "budgetMonthlyUsd": self.plan.config.budget.monthly_usd,
-                "monthlyMinUsd": self.estimate.monthly_min,
-                "monthlyMaxUsd": self.estimate.monthly_max,
-                "unpriced": sorted(self.estimate.unpriced),
-                "lines": [asdict(c) for c in _sorted(self.estimate)],
-            },
-        }
-
-
 def preview(plan: Plan) -> Preview:
     """Run every policy rule and the cost estimate over an offline plan."""
     table = prices.load(plan.config.region)
-    return Preview(plan, check_plan(plan), estimate(stack_resources(plan), table), table)
+    config = load_config(plan.config.environment)
+    _level, budget_params = effective(BUDGET_RULES[0], config)
+    return Preview(
+        plan=plan,
+        violations=check_plan(plan, config),
+        estimate=estimate(stack_resources(plan), table),
+        prices=table,
+        compare_at=budget_params["compareAt"],
+        scale_out=budget_params["expectedScaleOut"],
+    )
+
+
+# --- the README shows the dev stack's PR comment, kept current by `python -m infra.report` -----
+
+README_START = "<!-- preview-example:start (generated by `python -m infra.report`) -->"
+README_END = "<!-- preview-example:end -->"
+
+
+def readme_block(text: str) -> str:
+    return f"{README_START}\n{text.rstrip()}\n{README_END}"
+
+
+def update_readme(readme: Path, text: str) -> bool:
+    """Replace the example between the README markers; True when the file changed."""
+    old = readme.read_text()
+    start, end = old.index(README_START), old.index(README_END) + len(README_END)
+    new = old[:start] + readme_block(text) + old[end:]
+    readme.write_text(new)
+    return new != old
+
+
+if __name__ == "__main__":
+    from infra.plan import plan_stack
+    from infra.stackfile import STACKS_DIR
+
+    root = Path(__file__).resolve().parent.parent
+    changed = update_readme(
+        root / "README.md", preview(plan_stack(STACKS_DIR / "Pulumi.dev.yaml", "dev")).markdown()
+    )
+    print("README.md updated" if changed else "README.md already current")

@@ -110,6 +110,7 @@ def check_plan(
             SEVERITY_ORDER.index(v.severity),
             v.policy,
             v.resource,
+            v.message,
         )
     )
     return found

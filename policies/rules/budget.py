@@ -26,19 +26,15 @@ def monthly_budget(
             ),
             None,
         )
-    at = config.get("compareAt", "max")
-    total = result.monthly_max if at == "max" else result.monthly_min
+    at, share = config.get("compareAt", "expected"), config.get("expectedScaleOut", 0.25)
+    total = result.at(at, share)
     if total > facts.budget_monthly_usd:
-        top = sorted(
-            result.lines, key=lambda line: -(line.monthly_max if at == "max" else line.monthly_min)
-        )[:3]
-        biggest = ", ".join(
-            f"{line.name} ${line.monthly_max if at == 'max' else line.monthly_min:,.0f}"
-            for line in top
-        )
+        top = sorted(result.lines, key=lambda line: -line.monthly_max)[:3]
+        biggest = ", ".join(f"{line.name} up to ${line.monthly_max:,.0f}" for line in top)
+        basis = f"{at} scale" + (f" ({share:.0%} scale-out)" if at == "expected" else "")
         yield (
             (
-                f"estimated monthly cost at {at} scale is ${total:,.2f}, over the budget of "
+                f"estimated monthly cost at {basis} is ${total:,.2f}, over the budget of "
                 f"${facts.budget_monthly_usd:,.2f} (mlplatform:budget.monthlyUsd); largest: {biggest}"
             ),
             None,
@@ -55,10 +51,18 @@ RULES = [
         config_schema={
             "compareAt": {
                 "type": "string",
-                "enum": ["min", "max"],
-                "default": "max",
-                "description": "Compare the budget with the cost at minimum or at maximum scale.",
-            }
+                "enum": ["min", "expected", "max"],
+                "default": "expected",
+                "description": "Compare the budget with the cost at minimum scale, at maximum "
+                "scale, or expected: minimum plus `expectedScaleOut` of the way to maximum.",
+            },
+            "expectedScaleOut": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "default": 0.25,
+                "description": "Share of the month pools and endpoints run at their maximum.",
+            },
         },
     ),
 ]

@@ -19,6 +19,7 @@ from policies.rules.props import (
     container_images,
     json_doc,
     known,
+    local_storage,
     training_steps,
     truthy,
     variants,
@@ -273,24 +274,46 @@ def sagemaker_stack_key(
     } - {None}
     for r in resources:
         if r.type == ENDPOINT_CONFIG:
-            on_instances = [v for v in variants(r.props) if not as_dict(v.get("serverlessConfig"))]
-            # Serverless variants have no ML storage volume, and AWS rejects a KmsKeyId for them.
-            if on_instances and r.props.get("kmsKeyArn") not in keys:
+            # Serverless variants have no ML storage volume, and instance-store volumes are
+            # encrypted by the instance's hardware: only EBS-backed variants take the key.
+            ebs_backed = [
+                v
+                for v in variants(r.props)
+                if not as_dict(v.get("serverlessConfig"))
+                and isinstance(v.get("instanceType"), str)
+                and not local_storage(v["instanceType"])
+            ]
+            if ebs_backed and r.props.get("kmsKeyArn") not in keys:
                 yield (
-                    f"endpoint configuration {r.name!r} does not encrypt its instance volumes with the stack's KMS key (kmsKeyArn)",
+                    f"endpoint configuration {r.name!r} does not encrypt the volumes of "
+                    f"{[v['instanceType'] for v in ebs_backed]} with the stack's KMS key (kmsKeyArn)",
                     r.urn,
                 )
             capture = as_dict(r.props.get("dataCaptureConfig"))
             if capture and capture.get("kmsKeyId") not in keys:
                 yield (
-                    f"endpoint configuration {r.name!r} captures data without the stack's KMS key (dataCaptureConfig.kmsKeyId)",
+                    f"endpoint configuration {r.name!r} captures data without the stack's KMS key "
+                    "(dataCaptureConfig.kmsKeyId)",
                     r.urn,
                 )
         elif r.type == PIPELINE:
             for step in training_steps(r.props.get("pipelineDefinition")):
-                if step.volume_kms_key not in keys or step.output_kms_key not in keys:
+                where = f"pipeline {r.name!r} step {step.name!r}"
+                if step.output_kms_key not in keys:
                     yield (
-                        f"pipeline {r.name!r} step {step.name!r} does not encrypt its volumes and output with the stack's KMS key (ResourceConfig.VolumeKmsKeyId, OutputDataConfig.KmsKeyId)",
+                        f"{where} does not encrypt its output with the stack's KMS key (OutputDataConfig.KmsKeyId)",
+                        r.urn,
+                    )
+                local = step.instance_type is not None and local_storage(step.instance_type)
+                if local and step.volume_kms_key:
+                    yield (
+                        f"{where} sets ResourceConfig.VolumeKmsKeyId, which SageMaker refuses for "
+                        f"{step.instance_type} (local NVMe storage, encrypted by the instance); drop it for these types",
+                        r.urn,
+                    )
+                elif not local and step.volume_kms_key not in keys:
+                    yield (
+                        f"{where} does not encrypt its volumes with the stack's KMS key (ResourceConfig.VolumeKmsKeyId)",
                         r.urn,
                     )
 

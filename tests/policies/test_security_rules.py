@@ -311,7 +311,9 @@ def test_companions_of_another_bucket_do_not_count(check_stack, resource):
     assert check_stack("s3-versioning", _bucket_set(resource, versioning=other))
 
 
-def _training_definition(kms: str | None) -> str:
+def _training_definition(
+    kms: str | None, instance: str = "ml.m5.xlarge", volume_kms: str | None = "same"
+) -> str:
     return json.dumps(
         {
             "Steps": [
@@ -320,9 +322,9 @@ def _training_definition(kms: str | None) -> str:
                     "Type": "Training",
                     "Arguments": {
                         "ResourceConfig": {
-                            "InstanceType": "ml.g5.xlarge",
+                            "InstanceType": instance,
                             "InstanceCount": 1,
-                            "VolumeKmsKeyId": kms,
+                            "VolumeKmsKeyId": kms if volume_kms == "same" else volume_kms,
                         },
                         "OutputDataConfig": {"KmsKeyId": kms},
                     },
@@ -336,7 +338,7 @@ def test_sagemaker_must_use_the_stacks_own_key(check_stack, resource):
     key = resource("aws:kms/key:Key", "k", arn=KEY_ARN)
     variant = {
         "variantName": "AllTraffic",
-        "instanceType": "ml.g5.xlarge",
+        "instanceType": "ml.m5.xlarge",
         "initialInstanceCount": 1,
     }
     foreign = "arn:aws:kms:us-east-1:999999999999:key/other"
@@ -387,6 +389,28 @@ def test_sagemaker_must_use_the_stacks_own_key(check_stack, resource):
         ),
     ]
     assert check_stack("sagemaker-stack-key", good) == []
+
+
+def test_instance_storage_types_need_no_volume_key_and_training_must_not_ask_for_one(
+    check_stack, resource
+):
+    # SageMaker refuses VolumeKmsKeyId on types with NVMe instance storage (ml.g5.*): the
+    # instance's hardware encrypts those disks.
+    key = resource("aws:kms/key:Key", "k", arn=KEY_ARN)
+    g5 = {"variantName": "AllTraffic", "instanceType": "ml.g5.xlarge", "initialInstanceCount": 1}
+    config = resource(
+        "aws:sagemaker/endpointConfiguration:EndpointConfiguration", "e", productionVariants=[g5]
+    )
+    assert check_stack("sagemaker-stack-key", [key, config]) == []
+    asks = _training_definition(KEY_ARN, instance="ml.g5.2xlarge")
+    [message] = check_stack(
+        "sagemaker-stack-key",
+        [key, resource("aws:sagemaker/pipeline:Pipeline", "p", pipelineDefinition=asks)],
+    )
+    assert "VolumeKmsKeyId" in message and "ml.g5.2xlarge" in message
+    right = _training_definition(KEY_ARN, instance="ml.g5.2xlarge", volume_kms=None)
+    pipeline = resource("aws:sagemaker/pipeline:Pipeline", "p", pipelineDefinition=right)
+    assert check_stack("sagemaker-stack-key", [key, pipeline]) == []
 
 
 def test_serverless_endpoints_need_no_volume_key(check_stack, resource):
