@@ -106,10 +106,3 @@ def test_unknown_command_exits_2_with_usage() -> None:
     )
     assert result.returncode == 2
     assert "serve" in result.stderr
-
-
-def test_local_command_serves_a_model_directory_on_loopback(digits_dir: Path, start_server) -> None:
-    server = start_server(digits_dir, local=True)
-    assert "http://127.0.0.1:" in server.log()
-    response = httpx.post(f"{server.url}/invocations", json={"inputs": [[[[0.0] * 8] * 8]]})
-    assert response.status_code == 200
