@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from infra.config import StackConfigError
+from infra.operations import register as register_operations
 from infra.stackfile import STACKS_DIR, stack_file
 
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="override the training epochs")
     demo.add_argument("--sample", type=int, default=0, help="which held-out image to predict")
     demo.set_defaults(func=cmd_demo)
+    register_operations(sub)  # train, status, approve, invoke: infra/operations.py
     return parser
 
 
