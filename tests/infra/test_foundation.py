@@ -213,6 +213,12 @@ def _statements(plan: Plan):
             yield from ((resource, s) for s in json.loads(resource.inputs["policy"])["Statement"])
 
 
+def _needs_no_resource(action: str) -> bool:
+    """Actions that AWS does not scope by resource: discovery calls and a few named ones."""
+    verb = action.split(":", 1)[1]
+    return action in RESOURCELESS_ACTIONS or verb.startswith(("Describe", "List"))
+
+
 def test_iam_statements_name_resources_unless_aws_offers_none(plan: Plan):
     statements = list(_statements(plan))
     assert statements
@@ -220,10 +226,16 @@ def test_iam_statements_name_resources_unless_aws_offers_none(plan: Plan):
         actions = (
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         )
-        assert "*" not in actions, f"{resource.name}: wildcard action"
-        if statement.get("Resource") == "*" or statement.get("Resource") == ["*"]:
-            assert set(actions) <= RESOURCELESS_ACTIONS, (
-                f"{resource.name}: {statement.get('Sid')} uses Resource '*'"
+        assert "*" not in actions and not any(a.endswith(":*") for a in actions), resource.name
+        if statement.get("Resource") in ("*", ["*"]):
+            # Either nothing narrower exists, or a condition pins the statement to this stack.
+            scoped = any(
+                key.startswith("aws:ResourceTag/") or key == "cloudwatch:namespace"
+                for operator in (statement.get("Condition") or {}).values()
+                for key in operator
+            )
+            assert scoped or all(_needs_no_resource(a) for a in actions), (
+                f"{resource.name}: {statement.get('Sid')} uses Resource '*' for {actions}"
             )
 
 
