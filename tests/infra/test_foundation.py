@@ -18,6 +18,7 @@ RESOURCELESS_ACTIONS = {
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     "sts:GetCallerIdentity",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
 }
 
 
