@@ -6,7 +6,7 @@ count, one 8x8 digit per request, JSON in and out. Alongside: the raw forward pa
 model at the same batch sizes, in-process, so the serving overhead can be read off directly.
 
     .venv/bin/python benchmarks/serve_bench.py [--model-dir D] [--requests 3000]
-        [--concurrency 1 16 64] [--threads 1] [--servers mlplatform litserve litserve-batched]
+        [--concurrency 1 16 64] [--threads 1] [--servers mlplatform litserve ...]
 
 Targets (issue 5): at concurrency 1, our p50 within 1 ms of the raw batch-1 forward pass; at
 concurrency 64, our throughput at least 1.5x the best LitServe configuration's.
@@ -132,6 +132,13 @@ def servers(model_dir: Path, port: int, threads: int, names: list[str]) -> list[
             "/predict",
             "/health",
         ),
+        # The same, plus the ZeroMQ queue LitServe offers for throughput (fast_queue=True).
+        ServerUnderTest(
+            "litserve-zmq",
+            [*lit, "--max-batch-size", "64", "--batch-timeout", "0.002", "--fast-queue"],
+            "/predict",
+            "/health",
+        ),
     ]
     return [s for s in every if s.name in names]
 
@@ -179,7 +186,11 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=3000, help="timed requests per level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--threads", type=int, default=1, help="torch threads, every server alike")
-    p.add_argument("--servers", nargs="+", default=["mlplatform", "litserve", "litserve-batched"])
+    p.add_argument(
+        "--servers",
+        nargs="+",
+        default=["mlplatform", "litserve", "litserve-batched", "litserve-zmq"],
+    )
     p.add_argument("--json", type=Path, help="also write all figures here")
     args = p.parse_args()
 
