@@ -151,10 +151,9 @@ class ModelRuntime:
             ) from None
         except (QueueFull, BatcherClosed) as exc:
             raise HttpError(503, f"the server is overloaded or stopping: {exc}") from exc
-        except HttpError:
-            raise
         except Exception as exc:
-            log.exception("forward pass failed")
+            # One line, not a traceback: a client can trigger this at will.
+            log.warning("the model failed on a request: %s: %s", type(exc).__name__, exc)
             raise HttpError(500, f"the model failed on this request: {exc}") from exc
 
     async def decode(self, body: bytes, decoder: Callable[[bytes], Any]) -> Any:
