@@ -17,18 +17,15 @@ def test_local_command_serves_a_model_directory_on_loopback(digits_dir: Path, st
     assert response.status_code == 200
 
 
-def test_local_server_predicts_then_stops_cleanly_on_exit(digits_dir: Path) -> None:
+def test_local_server_predicts_reports_bad_requests_and_stops_cleanly(digits_dir: Path) -> None:
     with LocalServer(digits_dir) as server:
         [prediction] = server.predict([[[[0.0] * 8] * 8]])
         assert prediction["label"] in [str(i) for i in range(10)]
         assert len(prediction["logits"]) == 10
+        with pytest.raises(RuntimeError, match=r"400.*wrong shape"):
+            server.predict([[1.0, 2.0]])
     assert server.process is not None
     assert server.process.returncode == 0
-
-
-def test_local_server_reports_a_bad_request_with_the_servers_message(digits_dir: Path) -> None:
-    with LocalServer(digits_dir) as server, pytest.raises(RuntimeError, match=r"400.*wrong shape"):
-        server.predict([[1.0, 2.0]])
 
 
 def test_local_server_raises_when_the_model_directory_cannot_be_served(tmp_path: Path) -> None:
