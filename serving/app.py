@@ -6,6 +6,7 @@ microseconds, so every layer between the socket and the model shows up in the la
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -138,7 +139,18 @@ class ServingApp:
         if route.inference:
             self.in_flight += 1
         try:
-            body = await self._read_body(receive, length) if route.inference else b""
+            body = b""
+            if route.inference:
+                # A client that stops sending its body must not hold a connection forever.
+                try:
+                    async with asyncio.timeout(self.config.request_timeout_s):
+                        body = await self._read_body(receive, length)
+                except TimeoutError:
+                    raise HttpError(
+                        408,
+                        f"the body did not arrive within {self.config.request_timeout_s:g} s",
+                        close=True,
+                    ) from None
             if route.inference and not body:
                 raise HttpError(400, "empty body: send the input tensor in the request body")
             request = Request(scope["method"], scope["path"], content_type, accept, body, params)

@@ -13,7 +13,7 @@
     "label": "3"}]}`. "label" is the label of the largest output, present when model.json has
     labels.
   Response, `Accept: application/x-npy`: the output array `[N, *output shape]` as .npy.
-  Errors: `{"error": "..."}` with 400 (bad body), 406 (Accept), 413 (over the size limit),
+  Errors: `{"error": "..."}` with 400 (bad body), 406 (Accept), 408 (body too slow), 413 (too big),
   415 (Content-Type), 503 (loading, overloaded, stopping), 504 (over the request timeout).
 """
 

@@ -6,12 +6,15 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.serving.conftest import SIGNATURE, ServerProcess, SlowDigits, write_model_dir
 
@@ -64,19 +67,24 @@ def test_a_model_directory_without_model_json_stops_the_server_with_status_1(
     assert "model.json: not found" in server.log()
 
 
+@pytest.fixture(scope="module")
+def impatient_server(
+    digits_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """Batches wait 30 s to fill, far past the 0.5 s request timeout."""
+    flags = ["--max-batch-size", "8", "--max-batch-wait-ms", "30000", "--request-timeout", "0.5"]
+    server = ServerProcess(digits_dir, tmp_path_factory.mktemp("log") / "server.log", *flags)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
 def test_a_request_queued_past_the_timeout_gets_504_while_the_server_keeps_answering(
-    digits_dir: Path, start_server
+    impatient_server: ServerProcess,
 ) -> None:
-    # Batches wait 30 s to fill, far past the 0.5 s timeout: the request times out in the queue.
-    server = start_server(
-        digits_dir,
-        "--max-batch-size",
-        "8",
-        "--max-batch-wait-ms",
-        "30000",
-        "--request-timeout",
-        "0.5",
-    )
+    server = impatient_server
     result: list[httpx.Response] = []
     worker = threading.Thread(
         target=lambda: result.append(httpx.post(f"{server.url}/invocations", content=BODY))
@@ -89,6 +97,22 @@ def test_a_request_queued_past_the_timeout_gets_504_while_the_server_keeps_answe
     assert response.status_code == 504
     assert "0.5 s" in response.json()["error"]
     assert server.metric("serving_requests_in_flight") == 0
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed(
+    impatient_server: ServerProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: localhost\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"inputs"'
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert b"did not arrive within 0.5 s" in body
 
 
 def test_a_forward_pass_slower_than_the_timeout_gets_504_not_a_hang(
