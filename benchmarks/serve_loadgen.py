@@ -3,7 +3,7 @@
 `concurrency` keep-alive connections each send the next request as soon as the previous answer
 arrives, until `requests` answers have been timed (after `warmup` untimed ones). Raw asyncio
 streams rather than an HTTP client library, so the generator costs little CPU and the same for
-every server it measures. Prints one JSON object: throughput, latency percentiles, failures.
+every server it measures. Prints one JSON object: throughput, latency percentiles, failures by status (exit 1 if any).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -107,13 +108,13 @@ async def main_async(args: argparse.Namespace) -> dict:
         "requests": timed,
         "failures": run.failures,
         "throughput_rps": total / wall,
-        "p50_ms": statistics.median(latencies) / 1e6,
-        "p99_ms": latencies[min(timed - 1, int(timed * 0.99))] / 1e6,
-        "mean_ms": statistics.fmean(latencies) / 1e6,
+        "p50_ms": statistics.median(latencies) / 1e6 if latencies else None,
+        "p99_ms": latencies[min(timed - 1, int(timed * 0.99))] / 1e6 if latencies else None,
+        "mean_ms": statistics.fmean(latencies) / 1e6 if latencies else None,
     }
 
 
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
@@ -130,8 +131,11 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(main_async(args))))
+    result = asyncio.run(main_async(args))
+    print(json.dumps(result))
+    # A run with failed requests is not a measurement of serving: say so in the exit status.
+    return 1 if result["failures"] or not result["requests"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
