@@ -309,7 +309,9 @@ class Cluster(Section):
     """The EKS cluster: version, API endpoint exposure, logging, system nodes and GPU quotas."""
 
     version: str = Field(
-        default="1.34", description=f"Kubernetes version, one of {', '.join(KUBERNETES_VERSIONS)}."
+        default="1.34",
+        description="Kubernetes version, quoted (YAML reads 1.30 as 1.3), one of "
+        f"{', '.join(KUBERNETES_VERSIONS)}.",
     )
     endpoint_public_access: bool = Field(
         default=False,
