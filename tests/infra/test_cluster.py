@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.cli import render_table
 from infra.config import StackConfigError
 from infra.plan import Plan
 from infra.stackfile import load_stack_file
@@ -31,6 +32,24 @@ def role_policies(plan: Plan, role_name: str) -> list[dict]:
         for r in plan.children(role)
         if r.type == "aws:iam/rolePolicy:RolePolicy"
     ]
+
+
+def test_offline_plan_shows_cluster_pools_addons_and_kubernetes_objects(plan: Plan) -> None:
+    table = render_table(plan)
+    for type_token in (
+        CLUSTER,
+        NODE_GROUP,
+        ADDON,
+        "aws:autoscaling/tag:Tag",
+        "kubernetes:helm.sh/v3:Release",
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:core/v1:ResourceQuota",
+        "kubernetes:scheduling.k8s.io/v1:PriorityClass",
+    ):
+        assert plan.of_type(type_token), type_token
+        assert type_token in table, type_token
+    for pool in plan.config.gpu_pools:
+        assert f"mlplatform-{plan.stack}-{pool.name} " in table, pool.name
 
 
 def test_cluster_runs_in_the_private_subnets(plan: Plan) -> None:

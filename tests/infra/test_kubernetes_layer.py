@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import kubernetes_validate
 import pytest
 
 from infra.components.kubernetes_layer import AUTOSCALER_IMAGE_TAGS, AUTOSCALER_SERVICE_ACCOUNT
+from infra.config import KUBERNETES_VERSIONS
 from infra.plan import Plan, PlannedResource
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -42,19 +44,35 @@ def is_custom_resource(resource: PlannedResource) -> bool:
     return "." in group and not group.endswith(".k8s.io")
 
 
+def schema_version(cluster_version: str) -> str:
+    """The cluster's version if kubernetes-validate ships its schemas, else the closest it has."""
+    shipped = sorted({".".join(v.split(".")[:2]) for v in kubernetes_validate.utils.all_versions()})
+    if cluster_version in shipped:
+        return cluster_version
+    minor = int(cluster_version.split(".")[1])
+    closest = min(shipped, key=lambda v: abs(int(v.split(".")[1]) - minor))
+    warnings.warn(f"no schemas for Kubernetes {cluster_version}; using {closest}", stacklevel=2)
+    return closest
+
+
 def test_every_declared_kubernetes_object_is_valid_for_the_cluster_version(plan: Plan) -> None:
-    # kubernetes-validate 1.37.0 ships schemas for 1.30-1.37, covering every version the
-    # schema allows (infra.config.KUBERNETES_VERSIONS), so the exact version is used.
+    # kubernetes-validate 1.37.0 ships schemas for 1.30-1.37: every version the stack schema
+    # allows (infra.config.KUBERNETES_VERSIONS) is checked against its own schemas.
+    version = schema_version(plan.config.cluster.version)
     objects = [r for r in declared_objects(plan) if not is_custom_resource(r)]
     kinds = {r.type.rsplit(":", 1)[-1] for r in objects}
     assert kinds >= {"Namespace", "ResourceQuota", "PriorityClass"}
     for resource in objects:
         try:
-            kubernetes_validate.validate(
-                manifest(resource), plan.config.cluster.version, strict=True
-            )
+            kubernetes_validate.validate(manifest(resource), version, strict=True)
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{resource.type} {resource.name}: {error.message} at {list(error.path)}")
+
+
+def test_every_allowed_cluster_version_has_its_own_schemas() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [schema_version(v) for v in KUBERNETES_VERSIONS] == list(KUBERNETES_VERSIONS)
 
 
 def test_schema_validation_catches_a_misspelt_field() -> None:
