@@ -137,11 +137,11 @@ class DynamicBatcher:
 
     async def _forward(self, batch: list[_Pending], rows: int) -> bool:
         """Run one pass and resolve each request's future; False if the pass raised."""
-        arrays = [item.array for item in batch]
-        merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
+            arrays = [item.array for item in batch]
+            merged = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
             output = await loop.run_in_executor(self._executor, self._predict, merged)
             if len(output) != rows:
                 raise ValueError(f"the model returned {len(output)} rows for {rows} inputs")
