@@ -8,9 +8,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import torch
 
-from serving.batching import DynamicBatcher
+from serving.batching import DynamicBatcher, QueueFull
 
 
 def run_alone(model: torch.jit.ScriptModule, x: np.ndarray) -> np.ndarray:
@@ -103,3 +104,17 @@ def test_a_request_cancelled_while_queued_takes_no_place_in_the_batch() -> None:
 
     asyncio.run(main())
     assert seen == [1]
+
+
+def test_a_request_that_would_overfill_the_queue_is_refused_at_once() -> None:
+    async def main() -> None:
+        batcher = DynamicBatcher(lambda x: x, max_batch_size=4, max_wait_s=0.2, max_queue=4)
+        batcher.start()
+        waiting = asyncio.ensure_future(batcher.infer(np.zeros((3, 2), np.float32)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await batcher.infer(np.zeros((2, 2), np.float32))
+        await waiting
+        await batcher.stop()
+
+    asyncio.run(main())
