@@ -9,8 +9,8 @@ the cost estimate and PR comments are all built on this.
 from __future__ import annotations
 
 import asyncio
-import gc
 import base64
+import gc
 import hashlib
 import json
 import runpy
