@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from infra.components.sagemaker_serving import has_local_storage
 from infra.config import Model
 
 CHANNEL = "training"  # the channel name the training image reads (training.environment)
@@ -73,7 +74,6 @@ def parameters(p: PipelineInputs) -> list[dict[str, Any]]:
             "Type": "String",
             "DefaultValue": f"s3://{p.datasets_bucket}/{p.model.name}/",
         },
-        {"Name": "TrainingInstanceType", "Type": "String", "DefaultValue": t.instance_type},
         {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": t.instance_count},
         {"Name": "MetricThreshold", "Type": "Float", "DefaultValue": t.threshold},
         {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
@@ -108,16 +108,19 @@ def training_job(p: PipelineInputs, *, for_tuning: bool = False) -> dict[str, An
             }
         ],
         "OutputDataConfig": {"S3OutputPath": _training_output_path(p), "KmsKeyId": p.kms_key_arn},
+        # The type is fixed per definition: whether the volume takes the stack key depends on it.
         "ResourceConfig": {
-            "InstanceType": parameter("TrainingInstanceType"),
+            "InstanceType": t.instance_type,
             "InstanceCount": parameter("TrainingInstanceCount"),
             "VolumeSizeInGB": t.volume_size_gb,
-            "VolumeKmsKeyId": p.kms_key_arn,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": t.max_runtime_hours * 3600},
         # Hosts of a multi-host job talk only to each other; encrypt what they exchange.
         "EnableInterContainerTrafficEncryption": t.instance_count > 1,
     }
+    if not has_local_storage(t.instance_type):
+        # SageMaker refuses a volume key on instance-store types, which encrypt in hardware.
+        job["ResourceConfig"]["VolumeKmsKeyId"] = p.kms_key_arn
     if t.spot:
         job["EnableManagedSpotTraining"] = True
         job["StoppingCondition"]["MaxWaitTimeInSeconds"] = t.wait_hours * 3600

@@ -58,11 +58,10 @@ def pipeline_role_policy(
                 "sagemaker:CreateHyperParameterTuningJob",
             ],
             "Resource": jobs,
+            # Instance-store types carry no volume key (SageMaker refuses one there).
             "Condition": {
-                "StringEquals": {
-                    "sagemaker:VolumeKmsKey": kms_key_arn,
-                    "sagemaker:OutputKmsKey": kms_key_arn,
-                }
+                "StringEquals": {"sagemaker:OutputKmsKey": kms_key_arn},
+                "StringEqualsIfExists": {"sagemaker:VolumeKmsKey": kms_key_arn},
             },
         },
         {
