@@ -75,6 +75,7 @@ def build_eks_plane(
             system_max_size=settings.system_nodes.max_size,
             system_disk_size_gib=settings.system_nodes.disk_size_gib,
             admin_role_arns=settings.admin_role_arns,
+            # A stack that protects its data (prod) protects its cluster the same way.
             protect=config.storage.protect,
         ),
     )

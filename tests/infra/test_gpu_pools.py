@@ -268,6 +268,13 @@ def test_bad_pool_specs_fail_with_a_message_naming_the_key(
     assert "(1 problem)" in message, message
 
 
+def test_a_stack_without_gpu_pools_plans_the_cluster_alone(plan_variant) -> None:
+    plan = plan_variant("dev", {"mlplatform:gpuPools": []})
+    assert not gpu_groups(plan) and not plan.of_type(ASG_TAG)
+    assert plan.outputs["gpuPools"] == {}
+    assert len(plan.of_type(NODE_GROUP)) == 1
+
+
 def test_pool_names_are_unique(tmp_path: Path) -> None:
     pool = {"name": "twin", "instanceTypes": ["g6.xlarge"], "maxSize": 1}
     path = write_variant(tmp_path, "dev", {"mlplatform:gpuPools": [pool, pool]})
