@@ -36,6 +36,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+# Batch size → timed iterations of the raw forward pass (fewer for the slower big batches).
+RAW_ITERATIONS = {1: 2000, 16: 500, 64: 200}
 DIGITS_JSON = {
     "name": "digits",
     "format": "torchscript",
@@ -117,6 +119,18 @@ def run_load(port: int, path: str, body_file: Path, concurrency: int, requests: 
     return json.loads(result.stdout)
 
 
+def batch_totals(port: int) -> tuple[float, float]:
+    """Our server's (samples, forward passes) so far, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("serving_batch_size_sum", "serving_batch_size_count"):
+            values[name] = float(value)
+    return values["serving_batch_size_sum"], values["serving_batch_size_count"]
+
+
 def servers(model_dir: Path, port: int, threads: int, names: list[str]) -> list[ServerUnderTest]:
     py = sys.executable
     ours = [py, "-m", "serving", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
@@ -156,7 +170,12 @@ def measure(
             wait_healthy(f"http://127.0.0.1:{port}{server.health}", process)
             rows = []
             for concurrency in levels:
+                before = batch_totals(port) if server.name == "mlplatform" else None
                 row = run_load(port, server.path, body_file, concurrency, requests)
+                if before is not None:
+                    after = batch_totals(port)
+                    passes = after[1] - before[1]
+                    row["mean_batch"] = (after[0] - before[0]) / passes if passes else None
                 rows.append({"server": server.name, **row})
                 print_row(rows[-1])
             return rows
@@ -183,7 +202,8 @@ def print_row(row: dict) -> None:
     print(
         f"{row['server']:<18} c={row['concurrency']:<3} n={row['requests']:<6} "
         f"{row['throughput_rps']:>8.0f} req/s   p50 {row['p50_ms']:7.3f} ms   "
-        f"p99 {row['p99_ms']:7.3f} ms   failures {failures}",
+        f"p99 {row['p99_ms']:7.3f} ms   failures {failures}"
+        + (f"   mean batch {row['mean_batch']:.1f}" if row.get("mean_batch") else ""),
         flush=True,
     )
 
@@ -209,7 +229,7 @@ def main() -> int:
         body_file.write_text(json.dumps({"inputs": sample.tolist()}))
 
         print(f"model {model_dir}, torch threads {args.threads}, {os.cpu_count()} CPUs")
-        raw = [raw_forward_ms(model_dir, b, args.threads, 2000) for b in (1, 16, 64)]
+        raw = [raw_forward_ms(model_dir, b, args.threads, n) for b, n in RAW_ITERATIONS.items()]
         for r in raw:
             print(
                 f"raw forward        batch {r['batch']:<3} p50 {r['p50_ms']:.3f} ms   "
