@@ -77,3 +77,11 @@ def test_a_budget_below_the_expected_cost_fails_the_prod_check(plan_variant):
     found = _by_policy(plan_variant("prod", {"mlplatform:budget": {"monthlyUsd": 5000}}))
     [message] = found["monthly-budget"]
     assert "over the budget of $5,000.00" in message and "mlplatform:budget.monthlyUsd" in message
+
+
+def test_an_eks_deployment_allowed_to_scale_past_the_staging_bound_is_caught(plan_variant):
+    models = _section("staging", "mlplatform:models")
+    eks = next(m for m in models if m["serving"]["plane"] == "eks")
+    eks["serving"]["maxInstances"] = 6
+    found = _by_policy(plan_variant("staging", {"mlplatform:models": models}))
+    assert any("HorizontalPodAutoscaler may reach 6 replicas" in m for m in found["serving-bounds"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -118,3 +119,20 @@ def test_a_foreign_kms_key_on_an_ebs_backed_endpoint_is_caught(plan_of):
     )
     [message] = [m for m in _messages(plan, "sagemaker-stack-key") if "endpoint configuration" in m]
     assert name in message and "kmsKeyArn" in message
+
+
+@pytest.mark.parametrize(
+    "type_",
+    ["kubernetes:apps/v1:Deployment", "kubernetes:trainer.kubeflow.org/v1alpha1:TrainingRuntime"],
+)
+def test_an_unpinned_image_in_the_staging_kubernetes_workloads_is_caught(plan_of, type_):
+    def unpin(props):
+        text = json.dumps(props)
+        props.clear()
+        props.update(
+            json.loads(re.sub(r'"image": "([^"@]+?)(:[^"/]+)?"', r'"image": "\1:latest"', text))
+        )
+
+    plan, name = _weaken(plan_of("staging"), type_, unpin)
+    found = _messages(plan, "images-pinned")
+    assert any(name in m and ":latest" in m for m in found), found
