@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Later flags win in argparse, so the user's own --host or --port still apply.
         run_server(parse_args(["--host", "127.0.0.1", "--model-dir", *rest]))
     if command == "healthcheck":
-        port = int(rest[0]) if rest else int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+        env = os.environ
+        # The same port `serve` picks from the environment.
+        default = env.get("SAGEMAKER_BIND_TO_PORT", env.get("SERVING_PORT", "8080"))
+        port = int(rest[0]) if rest else int(default)
         return healthcheck(port)
     print(f"unknown command {command!r}\n{USAGE}", end="", file=sys.stderr)
     return 2

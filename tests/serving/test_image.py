@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -98,6 +99,13 @@ def test_healthcheck_command_exits_0_on_a_ready_server_and_1_on_a_closed_port(
     assert httpx.get(f"{server.url}/ping").status_code == 200
     assert healthcheck(server.port) == 0
     assert healthcheck(free_port()) == 1
+
+
+def test_healthcheck_finds_the_port_where_serve_would_listen(server: ServerProcess) -> None:
+    for variable in ("SAGEMAKER_BIND_TO_PORT", "SERVING_PORT"):
+        env = {**os.environ, variable: str(server.port)}
+        command = [sys.executable, "-m", "serving", "healthcheck"]
+        assert subprocess.run(command, cwd=REPO, env=env, capture_output=True).returncode == 0
 
 
 def test_unknown_command_exits_2_with_usage() -> None:
