@@ -280,14 +280,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     config, model, endpoint = target(args)
     body = Path(args.input).read_bytes() if args.input else json.dumps(SAMPLE).encode()
     if model.serving.plane == "eks":
-        from kubernetes import client
-
-        core = client.CoreV1Api(kubernetes_api(args))
-        answer = core.connect_post_namespaced_service_proxy_with_path(
-            f"{model.name}:http",
-            "serving",
-            "invocations",
+        # Through the API server's service proxy: no load balancer or port-forward needed.
+        answer = kubernetes_api(args).call_api(
+            f"/api/v1/namespaces/serving/services/{model.name}:http/proxy/invocations",
+            "POST",
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
             body=json.loads(body),
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
             _preload_content=False,
         )
         print(answer.data.decode())

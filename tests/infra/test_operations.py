@@ -191,9 +191,9 @@ def test_throttling_is_retried_until_the_call_succeeds(stand_in, aws, capsys):
 
 def test_endless_throttling_is_reported_in_one_line(stand_in, aws, capsys, monkeypatch):
     url, server = stand_in
-    server.replies = [THROTTLED] * 3
+    server.replies = [THROTTLED] * 2
     aws(url)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     assert main(["train", "--stack", "dev", "--model", "digits"]) == 3
     err = capsys.readouterr().err
     assert (
@@ -255,8 +255,12 @@ class KubernetesStandIn(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self) -> None:
-        assert self.path == "/apis/trainer.kubeflow.org/v1alpha1/namespaces/training/trainjobs"
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/api/v1/namespaces/serving/services/digits-eks:http/proxy/invocations":
+            shape = (len(body["inputs"]), len(body["inputs"][0]), len(body["inputs"][0][0]))
+            self._send(200, {"predictions": [{"label": "0", "shape": list(shape)}]})
+            return
+        assert self.path == "/apis/trainer.kubeflow.org/v1alpha1/namespaces/training/trainjobs"
         KubernetesStandIn.created.append(body)
         self._send(201, body)
 
@@ -286,7 +290,9 @@ class KubernetesStandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_training_on_eks_creates_a_train_job_from_the_models_runtime(tmp_path, capsys):
+def test_on_eks_train_creates_a_train_job_and_invoke_goes_through_the_service_proxy(
+    tmp_path, capsys
+):
     KubernetesStandIn.created = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), KubernetesStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -309,6 +315,7 @@ def test_training_on_eks_creates_a_train_job_from_the_models_runtime(tmp_path, c
         args = ["--stack", "staging", "--model", "digits-eks", "--kubeconfig", str(kubeconfig)]
         assert main(["train", *args]) == 0
         assert main(["status", *args]) == 0
+        assert main(["invoke", *args]) == 0
     finally:
         server.shutdown()
     (job,) = KubernetesStandIn.created
@@ -322,3 +329,4 @@ def test_training_on_eks_creates_a_train_job_from_the_models_runtime(tmp_path, c
     out = capsys.readouterr().out
     assert f"started TrainJob training/{job['metadata']['name']}" in out
     assert f"training/{job['metadata']['name']}: Created=True" in out
+    assert '{"predictions": [{"label": "0", "shape": [1, 1, 8]}]}' in out, "one 1x8x8 digits sample"
