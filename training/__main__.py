@@ -9,8 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from training.config import HyperparameterError, parse_config, read_hyperparameters
-from training.data import DatasetError, prepare_digits, prepare_synthetic
+from training.config import HyperparameterError, UserError, parse_config, read_hyperparameters
 from training.environment import (
     RunEnvironment,
     launch_command,
@@ -18,9 +17,6 @@ from training.environment import (
     resolve,
     write_failure,
 )
-
-# Errors a person can fix from the message alone: no traceback for these.
-USER_ERRORS = (HyperparameterError, DatasetError)
 
 
 def _prepare(argv: list[str]) -> int:
@@ -36,6 +32,8 @@ def _prepare(argv: list[str]) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from training.data import prepare_digits, prepare_synthetic  # numpy and torch: only now
+
     if args.dataset == "digits":
         manifest = prepare_digits(args.out, args.test_fraction, args.seed)
     else:
@@ -106,7 +104,7 @@ def _train(argv: list[str]) -> int:
         return train(run, cfg)
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"
-        if isinstance(err, USER_ERRORS):
+        if isinstance(err, UserError):
             print(f"error: {err}", file=sys.stderr)
         else:
             traceback.print_exc()

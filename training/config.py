@@ -13,7 +13,11 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-class HyperparameterError(ValueError):
+class UserError(ValueError):
+    """A mistake in a job's inputs that its message alone explains: no traceback needed."""
+
+
+class HyperparameterError(UserError):
     """A hyperparameter that is unknown or has a value of the wrong kind."""
 
 
@@ -21,7 +25,7 @@ class HyperparameterError(ValueError):
 class TrainConfig:
     """Every knob of a training run; the defaults train digits to >= 95% in seconds on a CPU."""
 
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64  # global: split evenly across ranks
     lr: float = 3e-3  # peak AdamW learning rate, cosine-decayed to lr / 10
     warmup_steps: int = 20

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.config import UserError
+
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
 FORMAT_VERSION = 1
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset directory that is missing, incomplete or does not match its manifest."""
 
 

@@ -46,7 +46,7 @@ class RunEnvironment:
     hosts: tuple[str, ...] = ()
     current_host: str = ""
     network_interface: str = ""
-    num_gpus: int = 0
+    num_gpus: int | None = None  # SM_NUM_GPUS when set; counted only if a launch needs it
 
     @property
     def is_main(self) -> bool:
@@ -77,7 +77,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _count_gpus() -> int:
-    import torch
+    import torch  # here, not at the top: a bad hyperparameter should fail in milliseconds
 
     return torch.cuda.device_count()
 
@@ -119,7 +119,6 @@ def resolve(
     current_host = current_host or socket.gethostname()
     hosts = hosts or (current_host,)
 
-    gpus = _int(env, "SM_NUM_GPUS", -1)
     return RunEnvironment(
         platform="sagemaker" if on_sagemaker else "local",
         data_dir=pick(
@@ -142,7 +141,7 @@ def resolve(
         hosts=hosts,
         current_host=current_host,
         network_interface=interface,
-        num_gpus=gpus if gpus >= 0 else _count_gpus(),
+        num_gpus=int(env["SM_NUM_GPUS"]) if env.get("SM_NUM_GPUS") else None,
     )
 
 
@@ -154,7 +153,7 @@ def launch_command(run: RunEnvironment, argv: list[str]) -> list[str] | None:
     """
     if run.platform != "sagemaker" or run.under_torchrun:
         return None
-    procs = max(run.num_gpus, 1)
+    procs = max(_count_gpus() if run.num_gpus is None else run.num_gpus, 1)
     if len(run.hosts) == 1 and procs == 1:
         return None
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]

@@ -7,6 +7,7 @@ reach them as fixtures, and the classes are imported only for type checking.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -63,8 +64,10 @@ class TrainingCli:
             for k, v in os.environ.items()
             if k not in _LEAKY and not k.startswith(("SM_", "SAGEMAKER_", "PET_", "TORCHELASTIC_"))
         }
-        # gloo binds to the interface of the host name; tests stay on loopback.
-        env.update(GLOO_SOCKET_IFNAME="lo", PYTHONUNBUFFERED="1", **extra)
+        # gloo binds to the interface of the host name; tests stay on loopback. One thread:
+        # OpenMP threads that spin-wait on a busy shared machine slow a run tenfold, and
+        # the tiny model gains little from a second core.
+        env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **extra)
         return env
 
     @staticmethod
@@ -72,20 +75,33 @@ class TrainingCli:
         return RunDirs(root / "model", root / "checkpoints", root / "output")
 
     def run(
-        self, *args: str, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ()
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (),
+        timeout: float = 180,
     ) -> subprocess.CompletedProcess[str]:
+        """Run to completion; on timeout, kill the whole process group and fail with its output."""
         # A launcher such as ("-m", "torch.distributed.run", "--nproc-per-node=2") goes
         # between the interpreter and "-m training".
         command = [sys.executable, *launcher, "-m", "training", *args]
-        return subprocess.run(
+        with subprocess.Popen(
             command,
             cwd=REPO,
             env=env or self.env(),
-            capture_output=True,
             text=True,
-            timeout=180,
-            check=False,
-        )
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                # torchrun's workers would outlive torchrun itself: end the group.
+                os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate()
+                pytest.fail(f"{' '.join(command)} ran over {timeout} s\n{stdout}\n{stderr}")
+        return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from training.config import TrainConfig
+
 if TYPE_CHECKING:
     from conftest import RunDirs, TrainingCli
 
 STEPS_PER_EPOCH = 1437 // 64  # digits train split, default global batch
+EPOCHS = TrainConfig().epochs
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -42,7 +45,7 @@ def test_default_training_on_digits_reaches_95_percent_test_accuracy(
     assert metrics["accuracy"] >= 0.95
     assert metrics["dataset"] == "digits" and metrics["device"] == "cpu"
     assert metrics["throughput_samples_per_s"] > 0 and len(metrics["data_sha256"]) == 64
-    assert metrics["steps"] == 12 * STEPS_PER_EPOCH
+    assert metrics["steps"] == EPOCHS * STEPS_PER_EPOCH
 
 
 def test_a_run_stopped_by_sigterm_saves_exits_non_zero_and_resumes_to_identical_weights(
@@ -92,20 +95,20 @@ def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_with_a_warnin
 ) -> None:
     run = cli.dirs(tmp_path)
     shutil.copytree(reference_run.checkpoint_dir, run.checkpoint_dir)
-    newest = run.checkpoint_dir / f"ckpt-{12 * STEPS_PER_EPOCH:08d}.pt"
+    newest = run.checkpoint_dir / f"ckpt-{EPOCHS * STEPS_PER_EPOCH:08d}.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # an upload cut short
 
     result = cli.run("train", "--data-dir", str(digits_dir), *run.args())
     assert result.returncode == 0, result.stderr
     assert f"WARNING training.checkpoint: checkpoint {newest} is unusable" in result.stderr
-    assert _metrics(run.model_dir)["resumed_from_step"] == 11 * STEPS_PER_EPOCH
+    assert _metrics(run.model_dir)["resumed_from_step"] == (EPOCHS - 1) * STEPS_PER_EPOCH
     assert _same_weights(run.model_dir, reference_run.model_dir)
 
 
 def test_two_process_torchrun_on_gloo_trains_the_global_batches_of_one_process(
     cli: TrainingCli, digits_dir: Path, tmp_path: Path
 ) -> None:
-    hyper = ["--epochs", "2", "--quantize", "false"]
+    hyper = ["--epochs", "1", "--quantize", "false"]
     single, ddp = cli.dirs(tmp_path / "single"), cli.dirs(tmp_path / "ddp")
     result = cli.run("train", "--data-dir", str(digits_dir), *single.args(), *hyper)
     assert result.returncode == 0, result.stderr
@@ -116,14 +119,13 @@ def test_two_process_torchrun_on_gloo_trains_the_global_batches_of_one_process(
         *ddp.args(),
         *hyper,
         launcher=("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"),
-        env=cli.env(OMP_NUM_THREADS="1"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
     metrics = _metrics(ddp.model_dir)
     assert (metrics["world_size"], metrics["global_batch_size"]) == (2, 64)
-    assert metrics["steps"] == 2 * STEPS_PER_EPOCH
-    assert metrics["samples_this_run"] == 2 * STEPS_PER_EPOCH * 64, "each rank did half a batch"
+    assert metrics["steps"] == STEPS_PER_EPOCH
+    assert metrics["samples_this_run"] == STEPS_PER_EPOCH * 64, "each rank did half a batch"
     # Not bit-equal: Adam divides by sqrt(v), which magnifies the all-reduce's different
     # rounding of near-zero gradients. A wrong split of the batch differs by tens of percent.
     expected, actual = _weights(single.model_dir), _weights(ddp.model_dir)
