@@ -74,6 +74,8 @@ class ModelEndpoint(pulumi.ComponentResource):
             name,
             execution_role_arn=args.execution_role_arn,
             primary_container=container,
+            # The server needs no network: SageMaker fetches the model and relays requests.
+            enable_network_isolation=True,
             opts=replace_first,
         )
         variant: dict = {"variant_name": VARIANT, "model_name": model.name}

@@ -111,7 +111,9 @@ def test_bounds_instance_type_and_served_version_follow_the_stack_file(plan_vari
     config = only(plan, CONFIG).inputs
     assert config["productionVariants"][0]["initialInstanceCount"] == 3
     assert config["kmsKeyArn"] == plan.outputs["kmsKeyArn"], "EBS-backed types get the stack key"
-    container = only(plan, "aws:sagemaker/model:Model").inputs["primaryContainer"]
+    model = only(plan, "aws:sagemaker/model:Model").inputs
+    assert model["enableNetworkIsolation"] is True
+    container = model["primaryContainer"]
     assert container == {
         "modelPackageName": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlplatform-variant-digits/4"
     }
