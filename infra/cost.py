@@ -121,6 +121,15 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
         if r.type == "aws:sagemaker/endpoint:Endpoint"
     }
     schedules = [r.props for r in resources if r.type == p.SCHEDULE]
+    # Each node's EBS volumes come from its launch template (or the node group's diskSize).
+    template_gb = {
+        r.props.get("id"): sum(
+            int(p.as_dict(m.get("ebs")).get("volumeSize") or 0)
+            for m in map(p.as_dict, p.as_list(r.props.get("blockDeviceMappings")))
+        )
+        for r in resources
+        if r.type == p.LAUNCH_TEMPLATE
+    }
 
     def add(r: Priced, kind: str, detail: str, low: float, high: float | None = None) -> None:
         out.lines.append(
@@ -148,14 +157,19 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
             factor = a["ec2SpotFactor"] if spot else 1
             scale = p.as_dict(props.get("scalingConfig"))
             low, high = int(scale.get("minSize") or 0), int(scale.get("maxSize") or 0)
+            template = p.as_dict(props.get("launchTemplate")).get("id")
+            disk_gb = template_gb.get(template) or int(
+                props.get("diskSize") or a["nodeDiskGbDefault"]
+            )
+            disk = disk_gb * s["ebsGp3PerGbMonth"]
             # The autoscaler may pick any listed type: cheapest at the floor, dearest at the top.
-            detail = f"{'/'.join(types)} {'spot' if spot else 'on-demand'} x {low}..{high}"
+            detail = f"{'/'.join(types)} {'spot' if spot else 'on-demand'} x {low}..{high}, {disk_gb} GB gp3 each"
             add(
                 r,
                 "node pool",
                 detail,
-                _money(min(hourly) * factor, hours, low),
-                _money(max(hourly) * factor, hours, high),
+                _money(min(hourly) * factor, hours, low) + disk * low,
+                _money(max(hourly) * factor, hours, high) + disk * high,
             )
         elif r.type == "aws:ec2/natGateway:NatGateway":
             add(

@@ -54,11 +54,35 @@ def test_node_pools_cost_nothing_at_zero_and_spot_is_discounted():
         [_r("aws:eks/nodeGroup:NodeGroup", "p", capacityType="ON_DEMAND", **pool)], PRICES
     )
     spot = estimate([_r("aws:eks/nodeGroup:NodeGroup", "p", capacityType="SPOT", **pool)], PRICES)
+    disk = 2 * 20 * 0.08  # the default 20 GB per node
     assert on_demand.monthly_min == 0
-    assert on_demand.monthly_max == pytest.approx(2 * 1.006 * 730)
-    assert spot.monthly_max == pytest.approx(
-        on_demand.monthly_max * PRICES.assumptions["ec2SpotFactor"], abs=0.01
+    assert on_demand.monthly_max == pytest.approx(2 * 1.006 * 730 + disk)
+    spot_compute = (on_demand.monthly_max - disk) * PRICES.assumptions["ec2SpotFactor"]
+    assert spot.monthly_max == pytest.approx(spot_compute + disk, abs=0.01)
+
+
+def test_node_volumes_come_from_the_launch_template_or_the_disk_size():
+    template = _r(
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "lt",
+        id="lt-1",
+        blockDeviceMappings=[{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 200}}],
     )
+    pool = {
+        "scalingConfig": {"minSize": 1, "maxSize": 1},
+        "instanceTypes": ["m6i.large"],
+        "capacityType": "ON_DEMAND",
+    }
+    with_template = _r(
+        "aws:eks/nodeGroup:NodeGroup", "a", launchTemplate={"id": "lt-1", "version": "1"}, **pool
+    )
+    with_disk = _r("aws:eks/nodeGroup:NodeGroup", "b", diskSize=50, **pool)
+    lines = {
+        line.name: line for line in estimate([template, with_template, with_disk], PRICES).lines
+    }
+    assert lines["a"].monthly_max == pytest.approx(0.096 * 730 + 200 * 0.08, abs=0.01)
+    assert lines["b"].monthly_max == pytest.approx(0.096 * 730 + 50 * 0.08, abs=0.01)
+    assert "200 GB gp3" in lines["a"].detail
 
 
 def test_a_pool_of_several_types_is_priced_cheapest_at_min_and_dearest_at_max():
@@ -68,7 +92,11 @@ def test_a_pool_of_several_types_is_priced_cheapest_at_min_and_dearest_at_max():
         "capacityType": "ON_DEMAND",
     }
     [line] = estimate([_r("aws:eks/nodeGroup:NodeGroup", "p", **pool)], PRICES).lines
-    assert (line.monthly_min, line.monthly_max) == (round(1.006 * 730, 2), round(1.212 * 730, 2))
+    disk = 20 * 0.08
+    assert (line.monthly_min, line.monthly_max) == (
+        pytest.approx(1.006 * 730 + disk),
+        pytest.approx(1.212 * 730 + disk),
+    )
 
 
 def test_endpoints_run_between_their_autoscaling_bounds():

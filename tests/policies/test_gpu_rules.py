@@ -181,10 +181,10 @@ def _facts(budget: float | None) -> StackFacts:
 
 
 def test_budget_rule_fails_over_budget_and_names_the_biggest_costs(check_stack, resource):
-    # 4 x g5.xlarge on-demand at $1.006/h for 730 h = $2,937.52 a month at max scale.
+    # 4 x g5.xlarge on-demand at $1.006/h for 730 h plus 4 x 20 GB gp3 = $2,943.92 at max scale.
     pools = [resource(NODE_GROUP, "gpu", **_pool("g5.xlarge", 4, capacity="ON_DEMAND"))]
     [message] = check_stack("monthly-budget", pools, _facts(1000.0), compareAt="max")
-    assert "$2,937.52" in message and "$1,000.00" in message and "gpu" in message
+    assert "$2,943.92" in message and "$1,000.00" in message and "gpu" in message
     assert check_stack("monthly-budget", pools, _facts(3000.0), compareAt="max") == []
     # At minimum scale the pool costs nothing (it scales to zero).
     assert check_stack("monthly-budget", pools, _facts(1000.0), compareAt="min") == []
@@ -192,9 +192,9 @@ def test_budget_rule_fails_over_budget_and_names_the_biggest_costs(check_stack, 
 
 def test_budget_rule_compares_the_expected_cost_by_default(check_stack, resource):
     pools = [resource(NODE_GROUP, "gpu", **_pool("g5.xlarge", 4, capacity="ON_DEMAND"))]
-    # Expected: min $0 plus 25% of the way to $2,937.52 = $734.38.
+    # Expected: min $0 plus 25% of the way to $2,943.92 = $735.98.
     [message] = check_stack("monthly-budget", pools, _facts(700.0))
-    assert "$734.38" in message and "expected" in message
+    assert "$735.98" in message and "expected" in message
     assert check_stack("monthly-budget", pools, _facts(750.0)) == []
     assert check_stack("monthly-budget", pools, _facts(750.0), expectedScaleOut=0.5)
 
