@@ -1,4 +1,4 @@
-"""Operating a deployed stack: `mlplatform train | status | approve | invoke`.
+"""Operating a deployed stack: `mlplatform train | status | approve | publish | invoke`.
 
 Names follow the program's convention (`mlplatform-<stack>-<model>` for pipelines, package
 groups and endpoints; the model's name for Kubernetes objects), so a command needs only the
@@ -305,6 +305,50 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- publish ----------------------------------------------------------------------------------
+
+
+def artifacts_bucket(s3: Any, stack: str) -> str:
+    """The stack's artifacts bucket (Pulumi autonames it `mlplatform-<stack>-artifacts-<suffix>`)."""
+    prefix = f"{PROJECT}-{stack}-artifacts-"
+    names = [b["Name"] for b in call("listing buckets", s3.list_buckets)["Buckets"]]
+    found = [n for n in names if n.startswith(prefix)]
+    if len(found) != 1:
+        what = "no bucket" if not found else f"{len(found)} buckets ({', '.join(found)})"
+        raise OperationError(f"found {what} named {prefix}*; pass --bucket")
+    return found[0]
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import io
+    import tarfile
+
+    config, model, _ = target(args)
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "model.json").is_file():
+        raise OperationError(f"{model_dir} holds no exported model (model.json); train one first")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file():
+                tar.add(path, arcname=path.name)
+    s3 = aws_client("s3", config.region)
+    bucket = args.bucket or artifacts_bucket(s3, args.stack)
+    key = f"models/{model.name}/model.tar.gz"
+    # The bucket's default encryption applies the stack key.
+    call(
+        f"uploading s3://{bucket}/{key}",
+        s3.put_object,
+        Bucket=bucket,
+        Key=key,
+        Body=archive.getvalue(),
+    )
+    print(
+        f"published {model_dir} as s3://{bucket}/{key}; endpoints without modelPackageVersion serve it"
+    )
+    return 0
+
+
 # --- wiring -----------------------------------------------------------------------------------
 
 
@@ -339,7 +383,7 @@ def _run(command: Any) -> Any:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add train, status, approve and invoke to the `mlplatform` command line."""
+    """Add train, status, approve, publish and invoke to the `mlplatform` command line."""
 
     def add(name: str, help_text: str, command: Any) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, help=help_text)
@@ -384,6 +428,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     approve.add_argument(
         "--note", default="approved with mlplatform approve", help="approval description"
     )
+    publish = add(
+        "publish", "upload a locally trained model as the one endpoints serve", cmd_publish
+    )
+    publish.add_argument(
+        "--model-dir", required=True, help="exported model folder (model.json, model.pt)"
+    )
+    publish.add_argument("--bucket", default=None, help="artifacts bucket (default: found by name)")
     invoke = add("invoke", "send a sample to the model's endpoint and print the answer", cmd_invoke)
     invoke.add_argument(
         "--input", default=None, help="JSON request body file (default: a digits sample)"

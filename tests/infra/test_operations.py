@@ -135,6 +135,52 @@ def test_approve_marks_the_newest_pending_version_approved(moto_url, aws, capsys
     assert statuses == {1: "PendingManualApproval", 2: "Approved"}
 
 
+def test_publish_uploads_a_local_model_where_endpoints_look_for_it(moto_url, aws, tmp_path, capsys):
+    import io
+    import tarfile
+
+    s3 = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        **{k.lower(): v for k, v in AWS_ENV.items()},
+    )
+    s3.create_bucket(Bucket="mlplatform-dev-artifacts-1a2b3c4")
+    s3.create_bucket(Bucket="mlplatform-dev-datasets-1a2b3c4")
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    aws(moto_url)
+    assert (
+        main(["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]) == 0
+    )
+    assert (
+        "s3://mlplatform-dev-artifacts-1a2b3c4/models/digits/model.tar.gz"
+        in capsys.readouterr().out
+    )
+    body = s3.get_object(
+        Bucket="mlplatform-dev-artifacts-1a2b3c4", Key="models/digits/model.tar.gz"
+    )["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        assert sorted(archive.getnames()) == ["model.json", "model.pt"], (
+            "at the root, as SageMaker unpacks it"
+        )
+    assert (
+        main(
+            [
+                "publish",
+                "--stack",
+                "dev",
+                "--model",
+                "digits",
+                "--model-dir",
+                str(tmp_path / "nothing"),
+            ]
+        )
+        == 3
+    )
+    assert "holds no exported model" in capsys.readouterr().err
+
+
 def test_invoke_sends_a_digits_sample_to_the_endpoint(moto_url, aws, capsys):
     aws(moto_url)
     assert main(["invoke", "--stack", "dev", "--model", "digits"]) == 0
