@@ -23,9 +23,18 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 ROOT = POLICIES.parent
 
 
-def test_pack_main_builds_and_serves_without_error_when_started_like_the_engine(tmp_path):
+def test_pack_main_builds_serves_and_answers_analyze_calls_when_started_like_the_engine(tmp_path):
     # `pulumi preview --policy-pack policies` runs `python -u -m pulumi.policy <engine> <dir>`.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+    # What the engine passes the policy process about the stack: its name and its config.
+    env["PULUMI_STACK"] = "dev"
+    env["PULUMI_CONFIG"] = json.dumps(
+        {
+            "mlplatform:environment": "dev",
+            "aws:region": "us-east-1",
+            "mlplatform:budget": '{"monthlyUsd": 100}',
+        }
+    )
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(POLICIES)],
         cwd=tmp_path,
@@ -76,6 +85,32 @@ def _analyze_over_grpc(port: int) -> None:
             timeout=10,
         )
         assert {d.policyName for d in response.diagnostics} == {"ecr-immutable-tags"}
+        # A stack policy over the engine's resource list: the budget from the stack's config.
+        pool = struct_pb2.Struct()
+        pool.update(
+            {
+                "instanceTypes": ["g5.xlarge"],
+                "capacityType": "ON_DEMAND",
+                "scalingConfig": {"minSize": 1, "maxSize": 1},
+            }
+        )
+        stack = stub.AnalyzeStack(
+            proto.AnalyzeStackRequest(
+                resources=[
+                    proto.AnalyzerResource(
+                        type="aws:eks/nodeGroup:NodeGroup",
+                        properties=pool,
+                        urn="urn:pulumi:dev::mlplatform::aws:eks/nodeGroup:NodeGroup::gpu",
+                        name="gpu",
+                    )
+                ]
+            ),
+            timeout=10,
+        )
+        [budget] = stack.diagnostics
+        assert (
+            budget.policyName == "monthly-budget" and "over the budget of $100.00" in budget.message
+        )
 
 
 def test_pack_has_one_policy_per_rule_with_valid_names():
