@@ -238,3 +238,31 @@ def test_refresh_reads_on_demand_prices_from_the_price_list_api():
         and document["sagemakerHourly"]["ml.g5.xlarge"] == 1.0
     )
     assert document["date"] != "2000-01-01"
+
+
+def test_refresh_file_rewrites_only_instance_prices_and_the_date(tmp_path, monkeypatch):
+    import shutil
+
+    import boto3
+
+    from infra.prices import PRICES_DIR, refresh
+
+    table = tmp_path / "us-east-1.json"
+    shutil.copy(PRICES_DIR / "us-east-1.json", table)
+    monkeypatch.setattr(refresh, "path_for", lambda region: table)
+    before = json.loads(table.read_text())
+    client = boto3.client(
+        "pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stub:
+        for _ in [*before["ec2Hourly"], *before["sagemakerHourly"]]:
+            stub.add_response(
+                "get_products", {"PriceList": [_product("2.0")], "FormatVersion": "aws_v1"}
+            )
+        changed = refresh.refresh_file("us-east-1", client)
+    after = json.loads(table.read_text())
+    assert set(after["ec2Hourly"].values()) == {2.0} and len(changed) == len(
+        before["ec2Hourly"]
+    ) + len(before["sagemakerHourly"])
+    assert after["services"] == before["services"] and after["assumptions"] == before["assumptions"]
+    assert after["source"] == before["source"] and after["date"] != before["date"]
