@@ -42,7 +42,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: list[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Indexed by a whole batch of indices at once: one gather instead of N tiny ones.
         return self.images[index], self.labels[index]
 
@@ -202,7 +202,7 @@ def load_dataset(data_dir: Path) -> Dataset:
     )
 
 
-class EpochBatches(torch.utils.data.Sampler[list[int]]):
+class EpochBatches(torch.utils.data.Sampler[torch.Tensor]):
     """This rank's share of each global batch, in an order fixed by (seed, epoch).
 
     Every rank draws the same permutation and takes its own slice of each global batch, so one
@@ -224,13 +224,13 @@ class EpochBatches(torch.utils.data.Sampler[list[int]]):
     def set_position(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator)
         per_rank = self.global_batch // self.world_size
         for batch in range(self.start, self.size // self.global_batch):
             first = batch * self.global_batch + self.rank * per_rank
-            yield order[first : first + per_rank].tolist()
+            yield order[first : first + per_rank]
 
 
 def batches_per_epoch(size: int, global_batch: int) -> int:

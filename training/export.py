@@ -67,12 +67,14 @@ def model_spec(dataset: Dataset, fmt: str = "torchscript") -> dict:
     }
 
 
-def _script(model: nn.Module) -> torch.jit.ScriptModule:
-    # The serving contract is TorchScript, which torch 2.13 marks deprecated; the warning is
-    # known and says nothing about this model, so it is kept out of the training log.
+def _save_torchscript(model: nn.Module, path: Path) -> torch.jit.ScriptModule:
+    """Script and save the model, then load it back: what is measured is what is served."""
+    # The serving contract is TorchScript, which torch 2.13 marks deprecated; the warnings
+    # are known and say nothing about this model, so they stay out of the training log.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
+        torch.jit.save(torch.jit.script(model), str(path))
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 def _quantize(model: nn.Module) -> nn.Module:
@@ -86,26 +88,24 @@ def _quantize(model: nn.Module) -> nn.Module:
 def export_model(model: nn.Module, dataset: Dataset, model_dir: Path, quantize: bool) -> dict:
     """Write model.pt (+ model-int8.pt) and model.json; return accuracy/loss/size figures.
 
-    The figures are measured on the saved files reloaded from disk, so they describe exactly
-    what the server will run.
+    The figures are measured on the files reloaded from disk: exactly what the server runs.
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     cpu_model = copy.deepcopy(model).to("cpu", torch.float32)
     cpu_model = cpu_model.to(memory_format=torch.contiguous_format).eval()
 
     path = model_dir / "model.pt"
-    torch.jit.save(_script(cpu_model), str(path))
-    served = torch.jit.load(str(path), map_location="cpu")
-    loss, accuracy = evaluate(served, dataset.test)
+    loss, accuracy = evaluate(_save_torchscript(cpu_model, path), dataset.test)
     figures: dict[str, float | int] = {
         "accuracy": accuracy,
         "loss": loss,
         "model_bytes": path.stat().st_size,
     }
+    int8_path = model_dir / "model-int8.pt"
+    int8_path.unlink(missing_ok=True)  # a stale one from an earlier run must not be served
     if quantize:
-        int8_path = model_dir / "model-int8.pt"
-        torch.jit.save(_script(_quantize(cpu_model)), str(int8_path))
-        int8_loss, int8_accuracy = evaluate(torch.jit.load(str(int8_path)), dataset.test)
+        int8 = _save_torchscript(_quantize(cpu_model), int8_path)
+        int8_loss, int8_accuracy = evaluate(int8, dataset.test)
         figures.update(
             int8_accuracy=int8_accuracy,
             int8_loss=int8_loss,

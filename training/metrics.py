@@ -54,9 +54,11 @@ class ProgressBar:
         self._last = 0.0
 
     def update(self, done: int, note: str = "") -> None:
+        if not self.enabled:
+            return
         now = time.monotonic()
         # Redrawing more than ~10 times a second costs time and shows nothing new.
-        if not self.enabled or (now - self._last < 0.1 and done < self.total):
+        if now - self._last < 0.1 and done < self.total:
             return
         self._last = now
         width = 30

@@ -183,8 +183,7 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
     # --- the loop ---
     stop = StopRequested()
     bar = ProgressBar(total_steps, enabled=None if main_rank else False)
-    samples = torch.zeros(1, dtype=torch.float64)  # this rank's, summed across ranks at the end
-    train_seconds, steps_run = 0.0, 0
+    train_seconds, steps_run, samples = 0.0, 0, 0  # this run's; samples summed across ranks
     test_loss = test_accuracy = float("nan")
     while epoch < cfg.epochs:
         sampler.set_position(epoch, batch_in_epoch)
@@ -242,15 +241,15 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
                 and batch_in_epoch < steps_per_epoch
             ):
                 checkpoint()
+        epoch, batch_in_epoch = epoch + 1, 0
+        checkpoint()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        train_seconds += time.perf_counter() - started
+        train_seconds += time.perf_counter() - started  # checkpoints count, evaluation doesn't
 
-        epoch, batch_in_epoch = epoch + 1, 0
         test_loss, test_accuracy = evaluate(
             model, data.test, device, run.rank, run.world_size, autocast, memory_format
         )
-        checkpoint()
         if main_rank:
             bar.clear()
             print(
@@ -263,10 +262,12 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
 
     # --- evaluate what will be served, export it, write metrics.json ---
     if distributed:
-        dist.all_reduce(samples)
+        total = torch.tensor([samples], dtype=torch.int64, device=device)
+        dist.all_reduce(total)
+        samples = int(total.item())
     if main_rank:
         figures = export_model(model, data, run.model_dir, cfg.quantize)
-        throughput = samples.item() / train_seconds if train_seconds else 0.0
+        throughput = samples / train_seconds if train_seconds else 0.0
         metrics = {
             **figures,
             "throughput_samples_per_s": throughput,
@@ -276,7 +277,7 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
             "epochs": cfg.epochs,
             "steps": step,
             "steps_this_run": steps_run,
-            "samples_this_run": int(samples.item()),
+            "samples_this_run": samples,
             "global_batch_size": cfg.batch_size,
             "world_size": run.world_size,
             "resumed_from_step": resumed_from,
