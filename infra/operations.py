@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if model.training.plane == "eks":
         from kubernetes import client
 
-        from infra.components.eks_training import train_job
+        from infra.components.eks_operator import train_job
 
         job_name = f"{model.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         api = client.CustomObjectsApi(kubernetes_api(args))

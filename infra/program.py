@@ -5,14 +5,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_plane import build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
-from infra.components.eks_training import (
-    EksTrainingArgs,
-    EksTrainingRuntime,
-    PoolPlacement,
-    TrainingOperator,
-)
+from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime, PoolPlacement
 from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
 from infra.components.images import StackImages, StackImagesArgs
 from infra.components.network import Network, NetworkArgs

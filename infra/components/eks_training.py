@@ -18,12 +18,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import pod_identity_role
+from infra.components.eks_operator import RUNTIME_API, TrainingOperator
 from infra.config import Model
 
-TRAINER_CHART = "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
-TRAINER_VERSION = "2.3.0"
-TRAINER_NAMESPACE = "kubeflow-system"
-RUNTIME_API = "trainer.kubeflow.org/v1alpha1"
 # Copies checkpoints and models between pod disks and S3 (the training image has no AWS CLI).
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.26"
 RUN_USER = 10001  # the unprivileged user of the training image
@@ -59,29 +56,6 @@ class PoolPlacement:
 
     node_selector: dict[str, str]
     tolerations: list[dict[str, str]]
-
-
-class TrainingOperator(pulumi.ComponentResource):
-    """Kubeflow Trainer v2 (with JobSet) from its Helm chart, at a pinned version."""
-
-    def __init__(
-        self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
-    ):
-        super().__init__("mlplatform:eks:TrainingOperator", name, None, opts)
-        self.release = k8s.helm.v3.Release(
-            f"{name}-kubeflow-trainer",
-            name="kubeflow-trainer",
-            chart=TRAINER_CHART,
-            version=TRAINER_VERSION,
-            namespace=TRAINER_NAMESPACE,
-            create_namespace=True,
-            # Our runtimes are per model; the chart's stock ones would only confuse users.
-            values={"runtimes": {"defaultEnabled": False}, "jobset": {"install": True}},
-            atomic=True,
-            cleanup_on_fail=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
-        )
-        self.register_outputs({"version": TRAINER_VERSION})
 
 
 @dataclass(frozen=True)
@@ -388,23 +362,3 @@ class EksTrainingRuntime(pulumi.ComponentResource):
         )
         self.runtime_name = model
         self.register_outputs({"runtimeName": model, "serviceAccount": service_account})
-
-
-def train_job(model: str, namespace: str, name: str) -> dict:
-    """A TrainJob that runs one training of `model` from its TrainingRuntime."""
-    return {
-        "apiVersion": RUNTIME_API,
-        "kind": "TrainJob",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"mlplatform.io/model": model},
-        },
-        "spec": {
-            "runtimeRef": {
-                "name": model,
-                "apiGroup": "trainer.kubeflow.org",
-                "kind": "TrainingRuntime",
-            }
-        },
-    }

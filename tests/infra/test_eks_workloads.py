@@ -12,7 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from infra.components.eks_training import TRAINER_VERSION, train_job
+from infra.components.eks_operator import TRAINER_VERSION, train_job
 from infra.plan import Plan
 
 SCHEMAS = Path(__file__).parent / "schemas"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from infra.cli import main
-from infra.components.eks_training import TRAINER_VERSION
+from infra.components.eks_operator import TRAINER_VERSION
 
 SCHEMAS = Path(__file__).parent / "schemas"
 AWS_ENV = {
