@@ -205,3 +205,26 @@ def test_stack_policies_read_budget_and_environment_from_the_stack_config(monkey
         "eu-west-1",
         1234,
     )
+
+
+def test_pack_imports_nothing_its_own_requirements_do_not_install():
+    # policies/venv gets only policies/requirements.txt; the rules must not pull in the program's
+    # heavier dependencies (providers, pydantic, boto3).
+    code = (
+        "import sys, policies.pack; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.split()
+    )
+    heavy = {
+        "pydantic",
+        "boto3",
+        "botocore",
+        "pulumi_aws",
+        "pulumi_kubernetes",
+        "pulumi_docker_build",
+        "kubernetes",
+    }
+    assert loaded & heavy == set()
