@@ -8,8 +8,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-# Interface endpoints that keep image pulls, credential exchange and SageMaker calls private.
-INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "sts", "sagemaker.api", "sagemaker.runtime")
+# Interface endpoints that keep image pulls, credential exchange (STS, and EKS Pod Identity's
+# eks-auth), node-group lookups by the cluster-autoscaler (eks) and SageMaker calls private.
+INTERFACE_ENDPOINT_SERVICES = (
+    "ecr.api",
+    "ecr.dkr",
+    "sts",
+    "eks",
+    "eks-auth",
+    "sagemaker.api",
+    "sagemaker.runtime",
+)
 
 
 @dataclass(frozen=True)

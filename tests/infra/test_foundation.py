@@ -163,18 +163,21 @@ def test_private_subnets_route_to_a_nat_in_their_own_zone_in_prod(plan_of):
 
 
 def test_interface_endpoints_only_where_the_stack_asks(plan_of):
-    def services(plan: Plan) -> set[str]:
-        return {
-            e.inputs["serviceName"].rsplit(".", 1 if "s3" in e.inputs["serviceName"] else 2)[-1]
-            for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
-        }
-
     dev = plan_of("dev").of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
     assert [e.inputs["vpcEndpointType"] for e in dev] == ["Gateway"]
     prod = {
         e.inputs["serviceName"] for e in plan_of("prod").of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
     }
-    for service in ("s3", "ecr.api", "ecr.dkr", "sts", "sagemaker.api", "sagemaker.runtime"):
+    for service in (
+        "s3",
+        "ecr.api",
+        "ecr.dkr",
+        "sts",
+        "eks",
+        "eks-auth",
+        "sagemaker.api",
+        "sagemaker.runtime",
+    ):
         assert f"com.amazonaws.us-east-1.{service}" in prod
 
 
