@@ -124,12 +124,15 @@ def training_job(p: PipelineInputs, *, for_tuning: bool = False) -> dict[str, An
     if t.spot:
         job["EnableManagedSpotTraining"] = True
         job["StoppingCondition"]["MaxWaitTimeInSeconds"] = t.wait_hours * 3600
-    # Checkpoints always go to S3 (spot reclaims resume from them; so do retries). One prefix
-    # per execution: a new run must not resume the previous run's finished state.
-    job["CheckpointConfig"] = {
-        "S3Uri": join(f"s3://{p.checkpoints_bucket}/{p.model.name}", EXECUTION_ID),
-        "LocalPath": CHECKPOINT_LOCAL_PATH,
-    }
+    if not for_tuning:
+        # Checkpoints go to S3 (spot reclaims resume from them). One prefix per execution: a
+        # new run must not resume the previous run's finished state. Tuning trials get none:
+        # they run side by side from one definition, and a shared prefix would let one trial
+        # resume another's weights; a reclaimed trial restarts instead.
+        job["CheckpointConfig"] = {
+            "S3Uri": join(f"s3://{p.checkpoints_bucket}/{p.model.name}", EXECUTION_ID),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
     static = {k: _hyperparameter_text(v) for k, v in sorted(t.hyperparameters.items())}
     if for_tuning:
         job["StaticHyperParameters"] = static
