@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,16 +100,21 @@ def context_files(context: Path) -> list[str]:
 
 
 def content_tag(context: Path, dockerfile: Path | None = None) -> str:
-    """`ctx-` + 16 hex digits of a hash over the context's files (paths, modes, bytes) and
-    the Dockerfile; independent of timestamps, checkout location and file order."""
+    """`ctx-` + 16 hex digits of a hash over the context's files (paths, permission bits,
+    bytes) and the Dockerfile; independent of timestamps, checkout location and file order.
+
+    It covers what docker-build's own context hash covers (content, path, mode), so whenever
+    the provider decides to rebuild, the tag is new too: an immutable tag is never pushed twice
+    with different layers (a umask that changes file modes changes both).
+    """
     digest = hashlib.sha256()
     dockerfile = dockerfile or context / "Dockerfile"
     sources = [(f"ctx/{rel}", context / rel) for rel in context_files(context)]
     sources.append(("dockerfile", dockerfile))
     for label, path in sources:
         data = path.read_bytes() if path.is_file() else b""
-        executable = path.is_file() and os.access(path, os.X_OK)
-        digest.update(f"{label}\0{int(executable)}\0{len(data)}\0".encode())
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0
+        digest.update(f"{label}\0{mode:o}\0{len(data)}\0".encode())
         digest.update(data)
     return TAG_PREFIX + digest.hexdigest()[:16]
 

@@ -35,12 +35,17 @@ def test_the_context_honours_dockerignore_patterns_and_exceptions(context: Path)
     assert context_files(context) == [".dockerignore", "Dockerfile", "KEEP.md", "pkg/main.py"]
 
 
-def test_the_tag_ignores_location_and_timestamps_but_not_content(context: Path, tmp_path: Path):
+def test_the_tag_ignores_location_and_timestamps_but_not_content_or_modes(
+    context: Path, tmp_path: Path
+):
     tag = content_tag(context)
     assert tag.startswith("ctx-") and len(tag) == 20
     copy = shutil.copytree(context, tmp_path / "elsewhere")
     (copy / "pkg" / "main.py").touch()
     assert content_tag(copy) == tag
+    (copy / "pkg" / "main.py").chmod(0o600)
+    assert content_tag(copy) != tag, "file modes end up in the image layers"
+    (copy / "pkg" / "main.py").chmod((context / "pkg" / "main.py").stat().st_mode)
     (copy / "pkg" / "main.py").write_text("print('bye')\n")
     assert content_tag(copy) != tag
 
