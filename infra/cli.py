@@ -55,7 +55,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from infra.report import preview
 
     plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack)
-    checked = preview(plan)
+    base = json.loads(Path(args.base).read_text()) if args.base else None
+    checked = preview(plan, base)
     output = "json" if args.json else args.format
     if output == "json":
         json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
@@ -102,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         "comment); every format runs the policy rules and the cost estimate",
     )
     plan.add_argument("--json", action="store_true", help="same as --format json")
+    plan.add_argument(
+        "--base",
+        metavar="FILE",
+        help="`plan --json` output of the base branch: the markdown then lists what changes",
+    )
     plan.set_defaults(func=cmd_plan)
     prices = sub.add_parser("prices", help="the price table behind the cost estimate")
     prices_sub = prices.add_subparsers(dest="prices_command", required=True)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra import prices
+from infra import changes, prices
 from infra.cost import CostLine, Estimate, estimate
 from infra.plan import Plan, PlannedResource
 from infra.prices import PriceTable
@@ -52,6 +52,8 @@ class Preview:
     prices: PriceTable
     compare_at: str
     scale_out: float
+    base: dict[str, Any] | None = None
+    """The base branch's `plan --json` output, to show what this change changes."""
 
     @property
     def budget(self) -> float:
@@ -143,6 +145,11 @@ class Preview:
             "",
             self.verdict(),
             "",
+        ]
+        if self.base is not None:
+            delta = changes.cost_delta(self.base, est.monthly_min, est.monthly_max)
+            out += [*changes.markdown(changes.diff(self.base, plan), delta), ""]
+        out += [
             f"#### Monthly cost vs budget ({self.prices.region} on-demand prices of {self.prices.date})",
             "",
             "| resource | kind | detail | min | max |",
@@ -231,7 +238,7 @@ def mermaid(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def preview(plan: Plan) -> Preview:
+def preview(plan: Plan, base: dict[str, Any] | None = None) -> Preview:
     """Run every policy rule and the cost estimate over an offline plan."""
     table = prices.load(plan.config.region)
     config = load_config(plan.config.environment)
@@ -243,6 +250,7 @@ def preview(plan: Plan) -> Preview:
         prices=table,
         compare_at=budget_params["compareAt"],
         scale_out=budget_params["expectedScaleOut"],
+        base=base,
     )
 
 

@@ -65,3 +65,39 @@ def test_readme_shows_the_current_dev_pr_comment(plan_of):
     assert shown == preview(plan_of("dev")).markdown().strip(), (
         "README.md's example PR comment is stale: run `python -m infra.report`"
     )
+
+
+def _base_json(plan) -> dict:
+    return json.loads(json.dumps({**plan.to_json(), **preview(plan).to_json()}))
+
+
+def test_an_unchanged_stack_shows_no_changes_against_its_base(plan_of, plan_variant):
+    text = preview(plan_variant("dev", {}, name="dev"), _base_json(plan_of("dev"))).markdown()
+    assert "0 to add, 0 to change, 0 to remove. Monthly cost +0.00 USD" in text
+
+
+def test_a_grown_pool_and_a_new_pool_are_listed_with_the_cost_they_add(plan_of, plan_variant):
+    pools = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())["config"][
+        "mlplatform:gpuPools"
+    ]
+    pools[0]["maxSize"] += 2
+    pools.append(
+        {
+            "name": "extra",
+            "instanceTypes": ["g6.xlarge"],
+            "capacityType": "spot",
+            "minSize": 0,
+            "maxSize": 1,
+        }
+    )
+    text = preview(
+        plan_variant("dev", {"mlplatform:gpuPools": pools}, name="dev"), _base_json(plan_of("dev"))
+    ).markdown()
+    section = text[text.index("#### Changes") : text.index("#### Monthly cost")]
+    assert (
+        f"| ~ | `aws:eks/nodeGroup:NodeGroup` | mlplatform-dev-{pools[0]['name']} | `scalingConfig` |"
+        in section
+    )
+    assert "| + | `aws:eks/nodeGroup:NodeGroup` | mlplatform-dev-extra |" in section
+    assert "+0.00 USD at minimum scale" in section and "USD at maximum" in section
+    assert "at maximum" in section and "+0.00 USD at maximum" not in section
