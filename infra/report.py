@@ -240,13 +240,21 @@ def mermaid(plan: Plan) -> str:
 
 def preview(plan: Plan, base: dict[str, Any] | None = None) -> Preview:
     """Run every policy rule and the cost estimate over an offline plan."""
-    table = prices.load(plan.config.region)
     config = load_config(plan.config.environment)
     _level, budget_params = effective(BUDGET_RULES[0], config)
+    try:
+        table = prices.load(plan.config.region)
+        cost = estimate(stack_resources(plan), table)
+    except FileNotFoundError:
+        # The budget policy reports the missing table; the comment still renders.
+        table, cost = (
+            prices.empty(plan.config.region),
+            Estimate(unpriced=[prices.missing(plan.config.region)]),
+        )
     return Preview(
         plan=plan,
         violations=check_plan(plan, config),
-        estimate=estimate(stack_resources(plan), table),
+        estimate=cost,
         prices=table,
         compare_at=budget_params["compareAt"],
         scale_out=budget_params["expectedScaleOut"],

@@ -49,14 +49,25 @@ def from_document(document: dict[str, Any]) -> PriceTable:
     )
 
 
+def missing(region: str) -> str:
+    """What to do about a region without a price table."""
+    known = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
+    return (
+        f"no price table for region {region!r} (have {known}); copy one to "
+        f"infra/prices/{region}.json and run `mlplatform prices refresh --region {region}` "
+        "with AWS credentials"
+    )
+
+
+def empty(region: str) -> PriceTable:
+    """A table that prices nothing: every instance type comes out unpriced."""
+    return PriceTable(region, "none", missing(region), {}, {}, {}, {"hoursPerMonth": 730})
+
+
 @cache
 def load(region: str) -> PriceTable:
     """The price table of a region; a clear error when the repository has none."""
     path = path_for(region)
     if not path.exists():
-        known = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
-        raise FileNotFoundError(
-            f"no price table for region {region!r} (have {known}); copy one to {path} and run "
-            f"`mlplatform prices refresh --region {region}` with AWS credentials"
-        )
+        raise FileNotFoundError(missing(region))
     return from_document(json.loads(path.read_text()))

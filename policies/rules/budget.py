@@ -16,7 +16,11 @@ def monthly_budget(
     if facts.budget_monthly_usd is None:
         yield "the stack has no budget (mlplatform:budget.monthlyUsd)", None
         return
-    table = prices.load(facts.region)
+    try:
+        table = prices.load(facts.region)
+    except FileNotFoundError as error:
+        yield f"cannot prove the stack fits its budget: {error}", None
+        return
     result = estimate(resources, table)
     if result.unpriced:
         yield (

@@ -101,3 +101,12 @@ def test_a_grown_pool_and_a_new_pool_are_listed_with_the_cost_they_add(plan_of, 
     assert "| + | `aws:eks/nodeGroup:NodeGroup` | mlplatform-dev-extra |" in section
     assert "+0.00 USD at minimum scale" in section and "USD at maximum" in section
     assert "at maximum" in section and "+0.00 USD at maximum" not in section
+
+
+def test_a_region_without_a_price_table_fails_the_budget_policy_but_still_renders(plan_variant):
+    checked = preview(plan_variant("dev", {"aws:region": "eu-west-1"}))
+    [violation] = checked.blocking
+    assert (
+        violation.policy == "monthly-budget" and "infra/prices/eu-west-1.json" in violation.message
+    )
+    assert "mlplatform prices refresh --region eu-west-1" in checked.markdown()
