@@ -16,9 +16,13 @@ import pulumi_aws as aws
 from infra.config import Model
 
 VARIANT = "AllTraffic"
-# Families whose instances carry local NVMe storage: SageMaker refuses a volume KMS key there
-# (CreateEndpointConfig.KmsKeyId: the hardware module encrypts those volumes instead).
-_LOCAL_STORAGE_FAMILIES = {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"}
+# Families with local NVMe storage beyond the `d` naming rule (m5d, g4dn, p4d): SageMaker
+# refuses a volume KMS key there (the hardware encrypts those disks). Checked in the tests
+# against AWS's DescribeInstanceTypes data for every SageMaker instance type.
+_LOCAL_STORAGE_FAMILIES = {
+    *("g5", "g6", "g6e", "g7", "g7e", "gr6", "i3", "i4i"),
+    *("p5", "p5e", "p5en", "p6-b200", "p6-b300", "trn1", "trn1n", "trn2"),
+}
 
 
 def has_local_storage(instance_type: str) -> bool:
