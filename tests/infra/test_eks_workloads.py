@@ -20,9 +20,9 @@ RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:TrainingRuntime"
 
 
 def crd_schema(kind: str) -> dict:
-    return json.loads(gzip.open(SCHEMAS / f"trainer-v{TRAINER_VERSION}-{kind}.json.gz").read())[
-        "schema"
-    ]
+    """The CRD's openAPIV3Schema, as shipped in the Trainer release the stack installs."""
+    with gzip.open(SCHEMAS / f"trainer-v{TRAINER_VERSION}-{kind}.json.gz") as f:
+        return json.loads(f.read())["schema"]
 
 
 def unknown_fields(value: Any, schema: dict, path: str = "") -> list[str]:
