@@ -1,4 +1,4 @@
-"""`mlplatform`: the command line of the platform (offline plan, and more as it grows)."""
+"""`mlplatform`: the platform's command line: offline plan and checks, local demo, operating commands."""
 
 from __future__ import annotations
 
