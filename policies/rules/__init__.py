@@ -63,6 +63,6 @@ class Rule:
 
 def all_rules() -> list[Rule]:
     """Every rule of the pack, security first."""
-    from policies.rules import budget, gpu, security, storage
+    from policies.rules import budget, gpu, images, security, storage
 
-    return [*storage.RULES, *security.RULES, *gpu.RULES, *budget.RULES]
+    return [*storage.RULES, *security.RULES, *images.RULES, *gpu.RULES, *budget.RULES]

@@ -1,4 +1,4 @@
-"""Security rules: least privilege, hardened EKS and nodes, registries, pinned images, keys, tags."""
+"""Security rules: least privilege, hardened EKS and nodes, SageMaker on the stack key, tags."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from policies.rules.props import (
     SAGEMAKER_MODEL,
     as_dict,
     as_list,
-    container_images,
     json_doc,
     known,
     local_storage,
@@ -134,48 +133,6 @@ def node_encrypted_volumes(
         yield "instance root volume is not encrypted (rootBlockDevice.encrypted)"
 
 
-# --- Registry and images ------------------------------------------------------------------------
-
-ECR = "aws:ecr/repository:Repository"
-
-
-def ecr_immutable_tags(
-    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
-) -> Iterable[str]:
-    if resource_type == ECR and props.get("imageTagMutability", "MUTABLE") not in (
-        "IMMUTABLE",
-        "IMMUTABLE_WITH_EXCLUSION",
-    ):
-        yield f"repository tags are mutable (imageTagMutability {props.get('imageTagMutability', 'MUTABLE')!r}); use IMMUTABLE"
-
-
-def ecr_scan_on_push(
-    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
-) -> Iterable[str]:
-    if resource_type == ECR and not as_dict(props.get("imageScanningConfiguration")).get(
-        "scanOnPush"
-    ):
-        yield "images are not scanned on push (imageScanningConfiguration.scanOnPush)"
-
-
-def image_tag(reference: str) -> str | None:
-    """The tag of an image reference, `sha256:…` for a digest, None when there is neither."""
-    if "@" in reference:
-        return reference.rsplit("@", 1)[1]
-    last = reference.rsplit("/", 1)[-1]
-    return last.rsplit(":", 1)[1] if ":" in last else None
-
-
-def images_pinned(
-    resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
-) -> Iterable[str]:
-    forbidden = set(config.get("forbiddenTags", ["latest"]))
-    for reference in container_images(resource_type, props):
-        tag = image_tag(reference)
-        if tag is None or tag in forbidden:
-            yield f"image {reference!r} is not pinned: use a digest (@sha256:…) or a content-derived tag, never {sorted(forbidden)} or no tag"
-
-
 # --- SageMaker encryption with the stack key ----------------------------------------------------
 
 
@@ -243,7 +200,7 @@ BILLABLE = {
     NODE_GROUP,
     LAUNCH_TEMPLATE,
     INSTANCE,
-    ECR,
+    "aws:ecr/repository:Repository",
     ENDPOINT_CONFIG,
     PIPELINE,
     "aws:kms/key:Key",
@@ -319,19 +276,6 @@ RULES = [
         node_imdsv2,
     ),
     Rule("node-encrypted-volumes", "Node volumes are encrypted.", "high", node_encrypted_volumes),
-    Rule(
-        "ecr-immutable-tags", "ECR repositories have immutable tags.", "medium", ecr_immutable_tags
-    ),
-    Rule("ecr-scan-on-push", "ECR repositories scan images on push.", "medium", ecr_scan_on_push),
-    Rule(
-        "images-pinned",
-        "Images are referenced by digest or content tag, never `latest`.",
-        "high",
-        images_pinned,
-        config_schema={
-            "forbiddenTags": {"type": "array", "items": {"type": "string"}, "default": ["latest"]}
-        },
-    ),
     Rule(
         "sagemaker-stack-key",
         "SageMaker endpoints and training encrypt with the stack's KMS key.",
