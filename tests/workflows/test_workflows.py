@@ -100,3 +100,6 @@ def test_deploy_rolls_out_dev_then_staging_then_prod_through_environments():
     assert any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses)
     action = next(s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
     assert action["with"]["command"] == "up"
+    check = next(s for s in up["steps"] if "mlplatform plan" in s.get("run", ""))
+    assert "set -o pipefail" in check["run"], "tee would hide a failing check and deploy anyway"
+    assert up["steps"].index(check) < up["steps"].index(action)
