@@ -2,7 +2,8 @@
 
 Files are ``ckpt-<step>.pt`` in the checkpoint directory (/opt/ml/checkpoints on SageMaker,
 which SageMaker syncs to S3 and restores after a spot interruption). Each is written to a
-temporary name, flushed to disk and renamed, so a reader only ever sees whole files.
+temporary name, flushed to disk and renamed, so a reader only ever sees whole files; the
+writing happens on a background thread so that the training step does not wait for the disk.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -87,3 +89,48 @@ def load_latest(directory: Path) -> tuple[dict, Path] | None:
             continue
         return state, path
     return None
+
+
+def _snapshot(obj: object) -> object:
+    """A copy whose tensors the next optimizer step cannot change under the writer's feet."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_snapshot(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Saves on a background thread, so training waits for a copy in memory, not for the disk.
+
+    One write is in flight at a time: the next save, ``wait()`` or a ``save(..., wait=True)``
+    (the SIGTERM path) first lets the previous one finish, and re-raises its error if it failed.
+    """
+
+    def __init__(self, directory: Path, keep: int):
+        self.directory, self.keep = directory, keep
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, state: dict, wait: bool = False) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(_snapshot(state),))
+        self._thread.start()
+        if wait:
+            self.wait()
+
+    def _write(self, state: dict) -> None:
+        try:
+            save_checkpoint(self.directory, state, self.keep)
+        except BaseException as err:  # handed to the training thread by wait()
+            self._error = err
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from training.checkpoint import load_latest, save_checkpoint
+from training.checkpoint import CheckpointWriter, load_latest
 from training.config import TrainConfig
 from training.data import EpochBatches, batches_per_epoch, load_dataset
 from training.environment import RunEnvironment, write_failure
@@ -157,22 +157,21 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
         if main_rank:
             print(f"resumed from {path} at epoch {epoch}, step {step}", flush=True)
 
-    def checkpoint() -> None:
+    writer = CheckpointWriter(run.checkpoint_dir, cfg.keep_checkpoints)
+
+    def checkpoint(wait: bool = False) -> None:
         if main_rank:
-            save_checkpoint(
-                run.checkpoint_dir,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "epoch": epoch,
-                    "batch_in_epoch": batch_in_epoch,
-                    "config": cfg.to_dict(),
-                    "data_sha256": data.sha256,
-                },
-                keep=cfg.keep_checkpoints,
-            )
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "config": cfg.to_dict(),
+                "data_sha256": data.sha256,
+            }
+            writer.save(state, wait=wait)
 
     train_model = torch.compile(model) if cfg.compile else model
     if distributed:
@@ -223,7 +222,7 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
                 )
             bar.update(step, f"epoch {epoch + 1}/{cfg.epochs}")
             if stop.agreed(step, run.world_size, device):
-                checkpoint()
+                checkpoint(wait=True)
                 bar.close()
                 if distributed:
                     dist.barrier()  # nobody exits (and gets torn down) before the save is done
@@ -259,6 +258,7 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
                 flush=True,
             )
     bar.close()
+    writer.wait()
 
     # --- evaluate what will be served, export it, write metrics.json ---
     if distributed:

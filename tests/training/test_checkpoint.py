@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from training.checkpoint import CheckpointWriter, list_checkpoints, load_latest, save_checkpoint
 
 
 def _state(step: int) -> dict:
@@ -63,3 +63,24 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_with_a_warning(
 def test_an_empty_or_missing_directory_means_a_fresh_start(tmp_path: Path) -> None:
     assert load_latest(tmp_path / "absent") is None
     assert load_latest(tmp_path) is None
+
+
+def test_the_background_writer_saves_the_state_as_it_was_when_save_was_called(
+    tmp_path: Path,
+) -> None:
+    writer = CheckpointWriter(tmp_path, keep=3)
+    state = _state(10)
+    writer.save(state)
+    state["model"]["w"].add_(100.0)  # the next optimizer step, racing the write
+    writer.wait()
+    saved, _ = load_latest(tmp_path)
+    assert torch.equal(saved["model"]["w"], torch.full((3,), 10.0))
+
+
+def test_a_failed_background_write_is_raised_to_the_training_thread(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    writer = CheckpointWriter(blocker, keep=3)
+    writer.save(_state(10))
+    with pytest.raises(OSError):
+        writer.wait()
