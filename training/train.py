@@ -284,12 +284,15 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
             "train_seconds": train_seconds,
             "precision": precision,
             "device": device.type,
-            "last_epoch_test_accuracy": test_accuracy,
-            "last_epoch_test_loss": test_loss,
+            # None, not NaN, when this run only exported: strict JSON readers reject NaN.
+            "last_epoch_test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,
+            "last_epoch_test_loss": None if math.isnan(test_loss) else test_loss,
             "hyperparameters": cfg.to_dict(),
             "torch_version": torch.__version__,
         }
-        (run.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (run.model_dir / "metrics.json").write_text(
+            json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+        )
         extra = {}
         if "int8_accuracy" in figures:
             extra = {

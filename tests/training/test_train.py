@@ -132,3 +132,58 @@ def test_two_process_torchrun_on_gloo_trains_the_global_batches_of_one_process(
     for name, tensor in expected.items():
         assert (actual[name] - tensor).norm() <= 0.01 * tensor.norm(), name
     assert abs(metrics["accuracy"] - _metrics(single.model_dir)["accuracy"]) <= 1 / 360
+
+
+def test_a_job_restarted_after_its_last_checkpoint_only_exports(
+    cli: TrainingCli, digits_dir: Path, reference_run: RunDirs, tmp_path: Path
+) -> None:
+    run = cli.dirs(tmp_path)
+    shutil.copytree(reference_run.checkpoint_dir, run.checkpoint_dir)
+    result = cli.run("train", "--data-dir", str(digits_dir), *run.args())
+    assert result.returncode == 0, result.stderr
+    metrics = _metrics(run.model_dir)
+    assert (metrics["steps_this_run"], metrics["last_epoch_test_accuracy"]) == (0, None)
+    assert _same_weights(run.model_dir, reference_run.model_dir)
+
+
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_and_the_job_resumes(
+    cli: TrainingCli, digits_dir: Path, tmp_path: Path
+) -> None:
+    run = cli.dirs(tmp_path)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    args = [
+        "-m",
+        "training",
+        "train",
+        "--data-dir",
+        str(digits_dir),
+        "--epochs",
+        "3",
+        "--quantize",
+        "false",
+        *run.args(),
+    ]
+    with subprocess.Popen(
+        [*launcher, *args],
+        cwd=cli.repo,
+        env=cli.env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " step=10 " in line:
+                proc.send_signal(signal.SIGTERM)  # to torchrun only, as the kubelet does
+                break
+        rest, errors = proc.communicate(timeout=90)
+    assert proc.returncode != 0 and "stopped by signal 15 at step " in rest, errors[-3000:]
+    stopped_at = int(rest.split("stopped by signal 15 at step ")[1].split(";")[0])
+    assert stopped_at % 10 == 0, "the ranks agree on a stop every 10 steps"
+    assert (run.checkpoint_dir / f"ckpt-{stopped_at:08d}.pt").is_file()
+
+    resumed = cli.run(*args[2:], launcher=tuple(launcher[1:]))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = _metrics(run.model_dir)
+    assert metrics["resumed_from_step"] == stopped_at and metrics["steps"] == 3 * STEPS_PER_EPOCH
