@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from typing import NoReturn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Added by SageMaker, not by the user: SDK settings, and the tuner's objective metric name.
+RESERVED_PREFIXES = ("sagemaker_", "_")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -95,7 +97,7 @@ def _convert(name: str, kind: type, raw: object, source: str) -> object:
 def parse_config(values: Mapping[str, object], source: str = "") -> TrainConfig:
     """Build a TrainConfig from string values; names may use '-' or '_'.
 
-    SageMaker-reserved keys (``sagemaker_*``) are ignored; any other unknown key is an error
+    Keys SageMaker adds itself (``sagemaker_*``, ``_tuning_objective_metric``) are ignored; any other unknown key is an error
     that lists the known ones, because a misspelt hyperparameter silently ignored costs a run.
     """
     known = {f.name: f for f in fields(TrainConfig)}
@@ -103,7 +105,7 @@ def parse_config(values: Mapping[str, object], source: str = "") -> TrainConfig:
     kwargs: dict[str, object] = {}
     for key, raw in values.items():
         name = key.replace("-", "_")
-        if name.startswith("sagemaker_"):
+        if name.startswith(RESERVED_PREFIXES):
             continue
         if name not in known:
             where = f" in {source}" if source else ""

@@ -17,9 +17,14 @@ def test_json_quoted_values_from_the_sagemaker_python_sdk_are_unquoted() -> None
     assert (cfg.precision, cfg.epochs, cfg.quantize) == ("bf16", 3, False)
 
 
-def test_hyphenated_names_and_sagemaker_reserved_keys_are_accepted() -> None:
+def test_hyphenated_names_and_keys_sagemaker_adds_itself_are_accepted() -> None:
     cfg = parse_config(
-        {"batch-size": "32", "sagemaker_program": "train.py", "sagemaker_region": "eu-west-1"}
+        {
+            "batch-size": "32",
+            "sagemaker_program": "train.py",
+            "sagemaker_region": "eu-west-1",
+            "_tuning_objective_metric": "test:accuracy",
+        }
     )
     assert cfg.batch_size == 32
 
