@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from training.checkpoint import CheckpointWriter, load_latest
-from training.config import TrainConfig
+from training.config import HyperparameterError, TrainConfig
 from training.data import EpochBatches, batches_per_epoch, load_dataset
 from training.environment import RunEnvironment, write_failure
 from training.export import evaluate, export_model
@@ -103,10 +103,11 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
     # --- data ---
     data = load_dataset(run.data_dir)
     steps_per_epoch = batches_per_epoch(len(data.train), cfg.batch_size)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is larger than the {len(data.train)} "
-            f"training samples in {run.data_dir}"
+    if steps_per_epoch == 0 or cfg.batch_size % run.world_size:
+        raise HyperparameterError(
+            f"hyperparameter 'batch_size': got {cfg.batch_size}, want a multiple of the "
+            f"{run.world_size} processes and at most the {len(data.train)} training samples "
+            f"in {run.data_dir}"
         )
     total_steps = steps_per_epoch * cfg.epochs
     sampler = EpochBatches(len(data.train), cfg.batch_size, run.rank, run.world_size, cfg.seed)

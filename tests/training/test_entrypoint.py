@@ -114,3 +114,13 @@ def test_prepare_writes_a_dataset_that_train_accepts(cli: TrainingCli, tmp_path:
 def test_an_unknown_command_prints_usage(cli: TrainingCli) -> None:
     result = cli.run("serve")
     assert result.returncode == 2 and "usage: python -m training {prepare,train}" in result.stderr
+
+
+def test_a_batch_larger_than_the_dataset_is_refused_with_the_sizes_involved(
+    cli: TrainingCli, digits_dir: Path, tmp_path: Path
+) -> None:
+    run = cli.dirs(tmp_path)
+    result = cli.run("train", "--data-dir", str(digits_dir), "--batch_size", "5000", *run.args())
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'batch_size': got 5000" in result.stderr and "1437 training samples" in result.stderr
+    assert "batch_size" in (run.output_dir / "failure").read_text()
