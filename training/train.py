@@ -73,7 +73,7 @@ def _precision(choice: str, device: torch.device) -> str:
         return choice
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    # bf16 autocast on a CPU is slower than fp32 on most CPUs and is not bit-reproducible.
+    # bf16 autocast is slower than fp32 on CPUs without bf16 units; fp32 keeps runs reproducible.
     return "fp32"
 
 
