@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.components.budget import BudgetArgs, StackBudget
 from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_plane import build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
@@ -59,6 +60,14 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
             keep_tagged_images=config.registry.keep_tagged_images,
             untagged_expiration_days=config.registry.untagged_expiration_days,
             force_delete=config.storage.force_destroy,
+        ),
+    )
+    StackBudget(
+        name,
+        BudgetArgs(
+            monthly_usd=config.budget.monthly_usd,
+            alert_emails=config.budget.alert_emails,
+            stack=stack,
         ),
     )
     secrets = StackSecrets(

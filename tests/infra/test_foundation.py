@@ -281,3 +281,16 @@ def test_stack_outputs_name_the_concrete_resources(plan: Plan):
     assert set(outputs["bucketNames"]) == {"datasets", "artifacts", "checkpoints"}
     assert outputs["repositoryUrls"]["training"].endswith(f"mlplatform-{plan.stack}/training")
     assert outputs["sagemakerExecutionRoleArn"].startswith("arn:aws:iam::123456789012:role/")
+
+
+def test_budget_matches_the_stack_file_and_alerts_its_owners(plan_of):
+    prod = plan_of("prod")
+    (budget,) = prod.of_type("aws:budgets/budget:Budget")
+    assert budget.inputs["limitAmount"] == "40000.00" and budget.inputs["timeUnit"] == "MONTHLY"
+    assert budget.inputs["costFilters"] == [{"name": "TagKeyValue", "values": ["user:stack$prod"]}]
+    alerts = {(n["notificationType"], n["threshold"]) for n in budget.inputs["notifications"]}
+    assert alerts == {("ACTUAL", 80), ("FORECASTED", 100)}
+    for notification in budget.inputs["notifications"]:
+        assert notification["subscriberEmailAddresses"] == ["ml-platform-oncall@example.com"]
+    (dev_budget,) = plan_of("dev").of_type("aws:budgets/budget:Budget")
+    assert dev_budget.inputs.get("notifications") in (None, [])

@@ -1,0 +1,56 @@
+"""The stack's AWS Budget: the same monthly limit the cost policy checks, with e-mail alerts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# Alert when actual spend passes 80% of the limit, and when the month is forecast to exceed it.
+ALERTS = (("ACTUAL", 80.0), ("FORECASTED", 100.0))
+
+
+@dataclass(frozen=True)
+class BudgetArgs:
+    """Monthly limit in USD, who to tell, and the `stack` tag value that scopes the spend."""
+
+    monthly_usd: float
+    alert_emails: list[str]
+    stack: str
+
+
+class StackBudget(pulumi.ComponentResource):
+    """A monthly cost budget filtered to this stack's resources by their `stack` tag.
+
+    The filter needs `stack` activated once per account as a cost allocation tag (Billing
+    console, or `aws ce update-cost-allocation-tags-status`); it is account-wide, so no single
+    stack owns it.
+    """
+
+    def __init__(self, name: str, args: BudgetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:budget:StackBudget", name, None, opts)
+        notifications = [
+            {
+                "comparison_operator": "GREATER_THAN",
+                "notification_type": kind,
+                "threshold": threshold,
+                "threshold_type": "PERCENTAGE",
+                "subscriber_email_addresses": args.alert_emails,
+            }
+            for kind, threshold in ALERTS
+            if args.alert_emails
+        ]
+        budget = aws.budgets.Budget(
+            name,
+            name=name,
+            budget_type="COST",
+            limit_amount=f"{args.monthly_usd:.2f}",
+            limit_unit="USD",
+            time_unit="MONTHLY",
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:stack${args.stack}"]}],
+            notifications=notifications,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.budget_name = budget.name
+        self.register_outputs({"budgetName": self.budget_name})
