@@ -8,6 +8,7 @@ writing happens on a background thread so that the training step does not wait f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -105,8 +106,9 @@ def _snapshot(obj: object) -> object:
 class CheckpointWriter:
     """Saves on a background thread, so training waits for a copy in memory, not for the disk.
 
-    One write is in flight at a time: the next save, ``wait()`` or a ``save(..., wait=True)``
-    (the SIGTERM path) first lets the previous one finish, and re-raises its error if it failed.
+    One write is in flight at a time: the next save or ``wait()`` first lets the previous one
+    finish and re-raises its error if it failed; ``save(..., wait=True)`` (the SIGTERM path)
+    writes on the calling thread.
     """
 
     def __init__(self, directory: Path, keep: int):
@@ -116,12 +118,17 @@ class CheckpointWriter:
 
     def save(self, state: dict, wait: bool = False) -> None:
         self.wait()
+        if wait:  # the SIGTERM path: write now, on this thread, inside the grace period
+            save_checkpoint(self.directory, state, self.keep)
+            return
         self._thread = threading.Thread(target=self._write, args=(_snapshot(state),))
         self._thread.start()
-        if wait:
-            self.wait()
 
     def _write(self, state: dict) -> None:
+        # Lowest priority: the write fills the gaps that the training threads leave instead of
+        # taking a core from them (at normal priority it slowed digits on 2 cores by ~7%).
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not on Linux
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             save_checkpoint(self.directory, state, self.keep)
         except BaseException as err:  # handed to the training thread by wait()
