@@ -8,6 +8,7 @@ training.config.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -185,7 +186,8 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
     bar = ProgressBar(total_steps, enabled=None if main_rank else False)
     train_seconds, steps_run, samples = 0.0, 0, 0  # this run's; samples summed across ranks
     test_loss = test_accuracy = float("nan")
-    while epoch < cfg.epochs:
+    stopped = False
+    while epoch < cfg.epochs and not stopped:
         sampler.set_position(epoch, batch_in_epoch)
         model.train()
         started = interval_start = time.perf_counter()
@@ -224,23 +226,16 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
             bar.update(step, f"epoch {epoch + 1}/{cfg.epochs}")
             if stop.agreed(step, run.world_size, device):
                 checkpoint(wait=True)
-                bar.close()
-                if distributed:
-                    dist.barrier()  # nobody exits (and gets torn down) before the save is done
-                if main_rank:
-                    reason = (
-                        f"stopped by signal {stop.signum} at step {step}; checkpoint saved to "
-                        f"{run.checkpoint_dir}, a restarted job resumes from it"
-                    )
-                    print(reason, flush=True)
-                    write_failure(run, reason)
-                return EXIT_STOPPED
+                stopped = True
+                break
             if (
                 cfg.checkpoint_interval
                 and step % cfg.checkpoint_interval == 0
                 and batch_in_epoch < steps_per_epoch
             ):
                 checkpoint()
+        if stopped:
+            break
         epoch, batch_in_epoch = epoch + 1, 0
         checkpoint()
         if device.type == "cuda":
@@ -261,12 +256,20 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
     bar.close()
     writer.wait()
 
+    if stopped and main_rank:
+        reason = (
+            f"stopped by signal {stop.signum} at step {step}; checkpoint saved to "
+            f"{run.checkpoint_dir}, a restarted job resumes from it"
+        )
+        print(reason, flush=True)
+        write_failure(run, reason)
+
     # --- evaluate what will be served, export it, write metrics.json ---
-    if distributed:
+    if distributed and not stopped:
         total = torch.tensor([samples], dtype=torch.int64, device=device)
         dist.all_reduce(total)
         samples = int(total.item())
-    if main_rank:
+    if main_rank and not stopped:
         figures = export_model(model, data, run.model_dir, cfg.quantize)
         throughput = samples / train_seconds if train_seconds else 0.0
         metrics = {
@@ -310,7 +313,13 @@ def train(run: RunEnvironment, cfg: TrainConfig) -> int:
             flush=True,
         )
         print(f"model written to {run.model_dir}", flush=True)
+
     if distributed:
-        dist.barrier()
+        dist.barrier()  # nobody exits (and is torn down by torchrun) before rank 0 is done
+        # DDP's reducer must not hold the last reference to the process group: its destructor
+        # joins gloo's worker thread while holding the GIL, and that thread may need the GIL
+        # to free its last tensors (a hang at exit seen with torch 2.13 on gloo).
+        del train_model
+        gc.collect()
         dist.destroy_process_group()
-    return 0
+    return EXIT_STOPPED if stopped else 0
