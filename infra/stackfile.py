@@ -6,6 +6,7 @@ Both paths end in `validate`, which turns pydantic's errors into one message per
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,10 +120,8 @@ def runtime_config() -> dict[str, Any]:
     decoded: dict[str, Any] = {}
     for key, value in merged.items():
         if isinstance(value, str) and value[:1] in "{[":
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         decoded[key] = value
     return decoded
 
@@ -212,8 +211,6 @@ def load_for_program(stack: str) -> StackConfig:
     secret_keys = [*runtime.get_config_secret_keys_env(), *runtime._SECRET_KEYS.get()]
     raw = RawStack(source=display_path(path), config=runtime_config(), secret_keys=secret_keys)
     if path.is_file():
-        try:
+        with contextlib.suppress(StackConfigError):
             raw.lines = read_stack_file(path).lines
-        except StackConfigError:
-            pass
     return validate(raw)
