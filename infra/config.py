@@ -98,6 +98,11 @@ def check_sagemaker_instance_type(value: str, shape: str) -> str:
             f"not a SageMaker {shape} (checked against botocore's SageMaker model); "
             f"{_closest(value, allowed)}"
         )
+    from infra import instances
+
+    # Whether the volumes take the stack's KMS key depends on instance storage; a type the
+    # facts table lacks would leave that unknown (raises UnknownInstanceType, a ValueError).
+    instances.has_instance_storage(value)
     return value
 
 
@@ -232,9 +237,16 @@ KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
 ControlPlaneLogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
 _POOL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _CAPACITY_RESERVATION = re.compile(r"^cr-[0-9a-f]{17}$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-RESERVED_LABEL_DOMAINS = ("mlplatform.io/", "nvidia.com/", "k8s.amazonaws.com/", "eks.amazonaws.com/")
+RESERVED_LABEL_DOMAINS = (
+    "mlplatform.io/",
+    "nvidia.com/",
+    "k8s.amazonaws.com/",
+    "eks.amazonaws.com/",
+)
 
 
 def check_gpu_instance_type(value: str) -> str:
@@ -345,7 +357,9 @@ class Cluster(Section):
     @classmethod
     def _supported_version(cls, value: str) -> str:
         if value not in KUBERNETES_VERSIONS:
-            raise ValueError(f"unsupported Kubernetes version; use one of {', '.join(KUBERNETES_VERSIONS)}")
+            raise ValueError(
+                f"unsupported Kubernetes version; use one of {', '.join(KUBERNETES_VERSIONS)}"
+            )
         return value
 
     @field_validator("public_access_cidrs")
@@ -430,7 +444,9 @@ class GpuPool(Section):
     def _one_shape(cls, types: list[str]) -> list[str]:
         from infra import instances
 
-        shapes = {(f.gpu_model, f.gpu_count, f.architecture) for f in map(instances.facts, types) if f}
+        shapes = {
+            (f.gpu_model, f.gpu_count, f.architecture) for f in map(instances.facts, types) if f
+        }
         if len(shapes) > 1:
             described = "; ".join(
                 f"{t}: {f.gpu_count} x {f.gpu_model} ({f.architecture})"
@@ -471,9 +487,13 @@ class GpuPool(Section):
             if reservation is None and "capacity_reservation_id" not in info.data:
                 return value  # the reservation id itself was malformed and is reported there
             if reservation is None:
-                raise ValueError("capacityBlock needs capacityReservationId: the Capacity Block's cr-… id")
+                raise ValueError(
+                    "capacityBlock needs capacityReservationId: the Capacity Block's cr-… id"
+                )
         if value == "spot" and reservation is not None:
-            raise ValueError("spot capacity cannot launch into capacityReservationId; remove it or use onDemand")
+            raise ValueError(
+                "spot capacity cannot launch into capacityReservationId; remove it or use onDemand"
+            )
         return value
 
     @field_validator("efa")
@@ -482,7 +502,9 @@ class GpuPool(Section):
         from infra import instances
 
         if value:
-            lacking = [t for t in info.data.get("instance_types") or [] if not instances.efa_supported(t)]
+            lacking = [
+                t for t in info.data.get("instance_types") or [] if not instances.efa_supported(t)
+            ]
             if lacking:
                 raise ValueError(f"EFA is not supported by {', '.join(lacking)}")
         return value
@@ -494,7 +516,9 @@ class GpuPool(Section):
             if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
                 raise ValueError(f"{key}={value!r} is not a valid Kubernetes label")
             if key.startswith(RESERVED_LABEL_DOMAINS):
-                raise ValueError(f"{key}: labels under {', '.join(RESERVED_LABEL_DOMAINS)} are set by the platform")
+                raise ValueError(
+                    f"{key}: labels under {', '.join(RESERVED_LABEL_DOMAINS)} are set by the platform"
+                )
         return labels
 
 
@@ -562,6 +586,7 @@ class Tuning(Section):
         if value not in reported:
             raise ValueError(f"the training image reports only {', '.join(reported)}")
         return value
+
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = Field(
         default="Bayesian", description="SageMaker's search strategy."
     )

@@ -1,10 +1,11 @@
-"""EC2 instance facts (vCPUs, memory, GPUs, EFA) for config checks, node labels and cost.
+"""EC2 instance facts (vCPUs, memory, GPUs, EFA, instance storage) for config checks, node labels,
+cost and SageMaker's volume-key rule.
 
 The facts come from `infra/instance_types.tsv`, a table generated from the DescribeInstanceTypes
 data that moto ships and its maintainers refresh from AWS (`moto/ec2/resources/
 instance_types.json.gz`). The table keeps moto out of the program's run-time dependencies;
-`tests/infra/test_instances.py` checks it still matches moto's data. Regenerate it with
-`python -m infra.instances` after upgrading moto.
+`tests/infra/test_gpu_pools_instance_facts.py` checks it still matches moto's data. Regenerate
+it with `python -m infra.instances` after upgrading moto.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COLUMNS = (
     "gpu_partition",
     "gpu_memory_mib",
     "efa_interfaces",
+    "instance_storage_gb",
 )
 
 
@@ -52,6 +54,8 @@ class InstanceFacts:
     """Memory of one GPU (or of the GPU fraction)."""
     efa_interfaces: int
     """Maximum EFA interfaces; 0 where the type has no EFA."""
+    instance_storage_gb: int
+    """Total instance-store (local disk) size, AWS's `TotalSizeInGB`; 0 for EBS-only types."""
 
     @property
     def family(self) -> str:
@@ -75,6 +79,7 @@ def _facts_from_row(row: dict[str, str]) -> InstanceFacts:
         gpu_partition=float(row["gpu_partition"] or 0),
         gpu_memory_mib=int(row["gpu_memory_mib"] or 0),
         efa_interfaces=int(row["efa_interfaces"] or 0),
+        instance_storage_gb=int(row["instance_storage_gb"] or 0),
     )
 
 
@@ -114,6 +119,35 @@ def memory_mib(instance_type: str) -> int | None:
     return found.memory_mib if found else None
 
 
+class UnknownInstanceType(ValueError):
+    """An instance type the table has no facts for."""
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """True for types with instance-store volumes (g4dn, g5, p4d, m5d; NVMe on every SageMaker type).
+
+    Takes EC2 names and SageMaker `ml.` names: a SageMaker type runs on the EC2 type of the same
+    name. SageMaker refuses a volume KMS key on these types (their disks are encrypted by the
+    instance's hardware) and needs one on EBS-backed types to use the stack's key.
+
+    Raises `UnknownInstanceType` for a type the table lacks rather than guess: guessing "no
+    storage" sets a key SageMaker refuses, guessing "storage" leaves EBS volumes off the stack's
+    key. Some SageMaker types have no EC2 twin in moto's data (in moto 5.2.5 and botocore 1.44:
+    ml.p2.*, ml.p3.{2,8,16}xlarge, ml.dl1.24xlarge, ml.p6e-gb200.36xlarge; pinned by
+    tests/infra/test_gpu_pools_instance_facts.py), so stack configs cannot use them.
+    """
+    name = instance_type.removeprefix("ml.")
+    found = facts(name)
+    if found is None:
+        raise UnknownInstanceType(
+            f"no instance facts for {name} in {TABLE.name} (AWS DescribeInstanceTypes data via "
+            f"moto), so whether {instance_type} has instance storage (which decides if SageMaker "
+            "takes a volume KMS key) is unknown; choose another type, or regenerate the table "
+            "with `python -m infra.instances` after upgrading moto"
+        )
+    return found.instance_storage_gb > 0
+
+
 # --- Regenerating the table from moto's data (a dev-time step; moto is a dev dependency) -----
 
 
@@ -134,6 +168,11 @@ def rows_from_moto(data: dict[str, Any]) -> list[dict[str, str]]:
         gpus = (item.get("GpuInfo") or {}).get("Gpus") or [{}]
         gpu = gpus[0]
         network = item.get("NetworkInfo", {})
+        storage = (
+            item.get("InstanceStorageInfo", {}).get("TotalSizeInGB", 0)
+            if item.get("InstanceStorageSupported")
+            else 0
+        )
         efa = (
             network.get("EfaInfo", {}).get("MaximumEfaInterfaces", 0)
             if network.get("EfaSupported")
@@ -151,6 +190,7 @@ def rows_from_moto(data: dict[str, Any]) -> list[dict[str, str]]:
                 "gpu_partition": str(gpu.get("GpuPartitionSize", "")),
                 "gpu_memory_mib": str(gpu.get("MemoryInfo", {}).get("SizeInMiB", "")),
                 "efa_interfaces": str(efa),
+                "instance_storage_gb": str(storage),
             }
         )
     return rows

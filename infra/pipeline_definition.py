@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra.components.sagemaker_serving import has_local_storage
+from infra import instances
 from infra.config import Model
 
 CHANNEL = "training"  # the channel name the training image reads (training.environment)
@@ -118,7 +118,7 @@ def training_job(p: PipelineInputs, *, for_tuning: bool = False) -> dict[str, An
         # Hosts of a multi-host job talk only to each other; encrypt what they exchange.
         "EnableInterContainerTrafficEncryption": t.instance_count > 1,
     }
-    if not has_local_storage(t.instance_type):
+    if not instances.has_instance_storage(t.instance_type):
         # SageMaker refuses a volume key on instance-store types, which encrypt in hardware.
         job["ResourceConfig"]["VolumeKmsKeyId"] = p.kms_key_arn
     if t.spot:

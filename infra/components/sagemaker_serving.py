@@ -7,30 +7,15 @@ name and switches to the new configuration in place, so the live endpoint is nev
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from infra import instances
 from infra.config import Model
 
 VARIANT = "AllTraffic"
-# Families with local NVMe storage beyond the `d` naming rule (m5d, g4dn, p4d): SageMaker
-# refuses a volume KMS key there (the hardware encrypts those disks). Checked in the tests
-# against AWS's DescribeInstanceTypes data for every SageMaker instance type.
-_LOCAL_STORAGE_FAMILIES = {
-    *("g5", "g6", "g6e", "g7", "g7e", "gr6", "i3", "i4i"),
-    *("p5", "p5e", "p5en", "p6-b200", "p6-b300", "trn1", "trn1n", "trn2"),
-}
-
-
-def has_local_storage(instance_type: str) -> bool:
-    """True for `ml.` types with instance-store volumes (g4dn, g5, p4d, m5d, ...)."""
-    family = instance_type.removeprefix("ml.").split(".")[0]
-    return family in _LOCAL_STORAGE_FAMILIES or bool(
-        re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", family)
-    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +78,8 @@ class ModelEndpoint(pulumi.ComponentResource):
             variant.update(
                 instance_type=serving.instance_type, initial_instance_count=serving.min_instances
             )
-            if not has_local_storage(serving.instance_type):
+            # SageMaker refuses a volume key on instance-store types (encrypted in hardware).
+            if not instances.has_instance_storage(serving.instance_type):
                 config_args["kms_key_arn"] = args.kms_key_arn
             if serving.data_capture_percent:
                 config_args["data_capture_config"] = {

@@ -9,10 +9,11 @@ what they cannot know and rules skip it.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from infra import instances
 
 UNKNOWN = "[computed]"
 SECRET = "[secret]"
@@ -76,29 +77,19 @@ def family(instance_type: str) -> str:
     return instance_type.removeprefix("ml.").split(".", 1)[0]
 
 
-# Families whose instances carry NVMe instance storage beyond the `d` naming rule (m5d, g4dn,
-# p4d). SageMaker refuses a volume KMS key on them: a hardware module encrypts those disks.
-# tests/policies/test_props.py checks this against AWS's DescribeInstanceTypes data (via moto).
-_LOCAL_STORAGE_FAMILIES = {
-    "g5",
-    "g6",
-    "g6e",
-    "gr6",
-    "p5",
-    "p5e",
-    "p5en",
-    "trn1",
-    "trn1n",
-    "trn2",
-    "i3",
-    "i4i",
-}
-
-
 def local_storage(instance_type: str) -> bool:
-    """True for EC2 or `ml.` types with instance-store volumes."""
-    name = family(instance_type)
-    return name in _LOCAL_STORAGE_FAMILIES or bool(re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", name))
+    """Whether an EC2 or `ml.` type has instance-store volumes, per the instance facts table
+    (`infra/instances.py`). SageMaker refuses a volume KMS key on those types: the instance's
+    hardware encrypts the disks.
+
+    A type the table lacks (or a computed value) counts as EBS-backed, so the rule asks for the
+    stack's key: the safe side for a security rule. The program never plans such a type (its
+    config check rejects SageMaker types without instance facts).
+    """
+    try:
+        return instances.has_instance_storage(instance_type)
+    except instances.UnknownInstanceType:
+        return False
 
 
 def ec2_type(instance_type: str) -> str:

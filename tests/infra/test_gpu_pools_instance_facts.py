@@ -1,13 +1,29 @@
-"""The instance facts table (infra/instance_types.tsv) that GPU pools derive their labels from."""
+"""The instance facts table (infra/instance_types.tsv) that GPU pools derive their labels from
+and SageMaker's volume-key rule reads (instance storage)."""
 
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 
 from infra import instances
-from infra.config import check_gpu_instance_type, ec2_instance_types
+from infra.config import botocore_enum, check_gpu_instance_type, ec2_instance_types
+
+SAGEMAKER_SHAPES = (
+    "TrainingInstanceType",
+    "ProductionVariantInstanceType",
+    "ProcessingInstanceType",
+)
+# SageMaker types whose EC2 twin moto 5.2.5's DescribeInstanceTypes data lacks (botocore 1.44):
+# has_instance_storage refuses to guess for them, so stack configs cannot use them. A moto or
+# botocore upgrade that changes this set shows up here.
+WITHOUT_FACTS = {
+    *("ml.p2.xlarge", "ml.p2.8xlarge", "ml.p2.16xlarge"),
+    *("ml.p3.2xlarge", "ml.p3.8xlarge", "ml.p3.16xlarge"),
+    *("ml.dl1.24xlarge", "ml.p6e-gb200.36xlarge"),
+}
 
 
 def test_table_matches_the_installed_moto_data() -> None:
@@ -60,3 +76,50 @@ def test_every_gpu_type_a_pool_accepts_is_a_real_ec2_type() -> None:
             continue
     assert len(accepted) > 50
     assert set(accepted) <= ec2_instance_types()
+
+
+def sagemaker_instance_types() -> set[str]:
+    return set().union(*(botocore_enum("sagemaker", shape) for shape in SAGEMAKER_SHAPES))
+
+
+def test_instance_storage_agrees_with_aws_data_for_every_sagemaker_type() -> None:
+    # moto ships AWS's DescribeInstanceTypes output; InstanceStorageSupported is the fact, and
+    # a SageMaker type runs on the EC2 type of the same name.
+    data, _version = instances.moto_data()
+    types = sagemaker_instance_types()
+    known = {
+        t: data[t.removeprefix("ml.")]["InstanceStorageSupported"] for t in types - WITHOUT_FACTS
+    }
+    assert len(known) > 300 and any(known.values()) and not all(known.values())
+    assert {t: fact for t, fact in known.items() if instances.has_instance_storage(t) != fact} == {}
+    for ec2_name in {t.removeprefix("ml.") for t in known}:
+        assert (
+            instances.has_instance_storage(ec2_name) == data[ec2_name]["InstanceStorageSupported"]
+        )
+
+
+def test_sagemaker_types_without_facts_are_refused_not_guessed() -> None:
+    missing = {
+        t for t in sagemaker_instance_types() if instances.facts(t.removeprefix("ml.")) is None
+    }
+    assert missing == WITHOUT_FACTS
+    for name in WITHOUT_FACTS:
+        with pytest.raises(
+            instances.UnknownInstanceType, match=rf"no instance facts for {re.escape(name[3:])}"
+        ):
+            instances.has_instance_storage(name)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "gb"),
+    [
+        ("g4dn.xlarge", 125),
+        ("ml.g5.xlarge", 250),
+        ("ml.p4d.24xlarge", 8000),
+        ("m5.large", 0),
+        ("ml.m5.xlarge", 0),
+    ],
+)
+def test_instance_storage_size_comes_from_the_table(instance_type: str, gb: int) -> None:
+    assert instances.facts(instance_type.removeprefix("ml.")).instance_storage_gb == gb
+    assert instances.has_instance_storage(instance_type) is (gb > 0)

@@ -3,15 +3,9 @@ alarms everywhere, and configuration changes that never delete the live endpoint
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-
-import moto
 import pytest
 
-from infra.components.sagemaker_serving import has_local_storage
-from infra.config import StackConfigError, botocore_enum
+from infra.config import StackConfigError
 from infra.plan import Plan
 from infra.stackfile import load_stack_file
 from infra.variants import write_variant
@@ -126,22 +120,6 @@ def test_bounds_instance_type_and_served_version_follow_the_stack_file(plan_vari
 
 def test_local_nvme_instance_types_get_no_volume_key_because_sagemaker_refuses_one(plan_of):
     assert "kmsKeyArn" not in only(plan_of("prod"), CONFIG).inputs  # ml.g5.xlarge
-
-
-def test_the_local_storage_rule_agrees_with_aws_instance_data_for_every_sagemaker_type():
-    # moto ships AWS's DescribeInstanceTypes output; InstanceStorageSupported is the fact.
-    with gzip.open(Path(moto.__file__).parent / "ec2/resources/instance_types.json.gz") as f:
-        data = json.loads(f.read())
-    types = botocore_enum("sagemaker", "ProductionVariantInstanceType") | botocore_enum(
-        "sagemaker", "TrainingInstanceType"
-    )
-    known = {
-        t: data[t.removeprefix("ml.")]["InstanceStorageSupported"]
-        for t in types
-        if t.removeprefix("ml.") in data
-    }
-    assert len(known) > 300
-    assert {t: fact for t, fact in known.items() if has_local_storage(t) != fact} == {}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from infra.components.sagemaker_serving import has_local_storage
+from infra import instances
 from infra.config import StackConfigError
 from infra.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR, load_stack_file
@@ -213,8 +213,26 @@ def test_training_runs_on_managed_spot_with_checkpoints_in_the_stack_bucket_and_
         assert job["OutputDataConfig"]["KmsKeyId"] == plan.outputs["kmsKeyArn"]
         # Instance-store types (g5...) encrypt in hardware; SageMaker refuses a key there.
         volume_key = job["ResourceConfig"].get("VolumeKmsKeyId")
-        local = has_local_storage(model.training.instance_type)
+        local = instances.has_instance_storage(model.training.instance_type)
         assert volume_key == (None if local else plan.outputs["kmsKeyArn"])
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "takes_volume_key"),
+    [("ml.g5.xlarge", False), ("ml.p4d.24xlarge", False), ("ml.m5.xlarge", True)],
+)
+def test_training_volume_key_only_on_ebs_backed_types(
+    plan_variant, instance_type, takes_volume_key
+):
+    # SageMaker refuses VolumeKmsKeyId on instance-store (NVMe) types: the hardware encrypts them.
+    overrides = {
+        "mlplatform:models": [{"name": "digits", "training": {"instanceType": instance_type}}]
+    }
+    plan = plan_variant("dev", overrides)
+    resources = _train_arguments(definitions(plan)["mlplatform-variant-digits"])["ResourceConfig"]
+    assert resources["InstanceType"] == instance_type
+    expected = plan.outputs["kmsKeyArn"] if takes_volume_key else None
+    assert resources.get("VolumeKmsKeyId") == expected
 
 
 def test_prod_trains_on_two_hosts_from_config_with_the_content_tagged_image(plan_of):

@@ -145,8 +145,21 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_misspelt_instance_type_suggests_the_real_one():
     from infra.config import check_ec2_instance_type
 
-    with pytest.raises(ValueError, match="did you mean g5.xlarge"):
+    with pytest.raises(ValueError, match=r"did you mean g5\.xlarge"):
         check_ec2_instance_type("g5.xlarg")
+
+
+def test_sagemaker_type_without_instance_facts_is_refused(tmp_path):
+    # ml.p3.2xlarge is a valid TrainingInstanceType, but the facts table (moto's AWS data) lacks
+    # p3.2xlarge, so whether its volume may take the stack's KMS key is unknown.
+    training = {"instanceType": "ml.p3.2xlarge"}
+    path = write_variant(
+        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
+    )
+    with pytest.raises(
+        StackConfigError, match=r"models\[0\]\.training.*no instance facts for p3\.2xlarge"
+    ):
+        plan_stack(path)
 
 
 def test_invalid_yaml_is_reported_without_traceback(tmp_path, capsys):

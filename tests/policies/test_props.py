@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-from pathlib import Path
 
-import moto
-
-from infra.prices import load
-from policies.rules.props import ec2_type, local_storage, training_steps
+from infra import instances
+from policies.rules.props import local_storage, training_steps
 
 
-def test_local_storage_matches_aws_instance_data_for_every_priced_type():
-    # moto ships AWS's DescribeInstanceTypes output; InstanceStorageSupported is the truth.
-    path = Path(moto.__file__).parent / "ec2" / "resources" / "instance_types.json.gz"
-    data = json.loads(gzip.decompress(path.read_bytes()))
-    table = load("us-east-1")
-    for instance_type in [*table.ec2_hourly, *table.sagemaker_hourly]:
-        facts = data.get(ec2_type(instance_type))
-        if facts is None:  # ml.t2 and similar SageMaker-only generations
-            continue
-        assert local_storage(instance_type) == bool(facts.get("InstanceStorageSupported")), (
-            instance_type
-        )
+def test_local_storage_reads_the_instance_facts_and_asks_for_a_key_when_it_cannot_tell():
+    # The facts themselves are checked against AWS's data in tests/infra (instance facts table).
+    for instance_type in ("ml.g5.xlarge", "g4dn.xlarge", "ml.p4d.24xlarge", "ml.g7e.2xlarge"):
+        assert local_storage(instance_type) is instances.has_instance_storage(instance_type) is True
+    assert local_storage("ml.m5.xlarge") is False
+    # Unknown types count as EBS-backed, so the rule demands the stack's key (fail closed).
+    for unknown in ("ml.p3.2xlarge", "[computed]"):
+        assert local_storage(unknown) is False
 
 
 def test_training_steps_resolve_parameters_and_read_tuning_limits():
