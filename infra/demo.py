@@ -70,14 +70,17 @@ def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sampl
     """Plan, prepare, train, serve, predict; returns a process exit code."""
     from infra.cli import render_table
     from infra.plan import plan_stack
+    from infra.report import preview
 
     python = sys.executable
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir, model_dir = workdir / "data", workdir / "model"
 
-    _step(f"1/4 Offline plan of stack '{stack}' (no AWS account needed)")
+    _step(f"1/4 Offline plan of stack '{stack}', policy check and cost (no AWS account needed)")
     plan = plan_stack(stack_file(stack, STACKS_DIR), stack)
     print(render_table(plan).split("\n\n", 1)[-1])
+    print()
+    print(preview(plan).text())
 
     _step("2/4 Prepare the digits dataset")
     _run([python, "-m", "training", "prepare", "--dataset", "digits", "--out", str(data_dir)])

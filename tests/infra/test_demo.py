@@ -19,6 +19,7 @@ def test_demo_trains_serves_and_prints_a_prediction(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "1/4 Offline plan of stack 'dev'" in out and "aws:s3/bucket:Bucket" in out
+    assert "all mandatory policies pass" in out and "Estimated cost" in out
     assert (tmp_path / "data" / "manifest.json").is_file()
     assert (tmp_path / "model" / "model.pt").is_file()
     match = re.search(r"^prediction: (\d) \(true label: (\d)\)$", out, re.MULTILINE)
