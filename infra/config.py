@@ -26,7 +26,6 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 PROJECT = "mlplatform"
-ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 class StackConfigError(Exception):
@@ -106,7 +105,6 @@ def check_sagemaker_instance_type(value: str, shape: str) -> str:
     return value
 
 
-Ec2InstanceType = Annotated[str, Field(min_length=1)]
 Days = Annotated[int, Field(ge=1, le=3650)]
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 
