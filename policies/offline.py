@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.plan import Plan
+from mlplatform.plan import Plan
 from policies.rules import Rule, StackFacts, StackResource, all_rules
 
 POLICIES_DIR = Path(__file__).parent

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from infra.plan import Plan, plan_stack
+from mlplatform.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR
-from infra.variants import write_variant
+from mlplatform.variants import write_variant
 
 SHIPPED_STACKS = ("dev", "staging", "prod")
 _plans: dict[str, Plan] = {}

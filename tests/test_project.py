@@ -60,4 +60,4 @@ def test_torch_is_the_cpu_wheel_version_the_images_also_use():
 
 
 def test_console_script_is_the_cli():
-    assert _pyproject()["project"]["scripts"] == {"mlplatform": "infra.cli:main"}
+    assert _pyproject()["project"]["scripts"] == {"mlplatform": "mlplatform.cli:main"}

@@ -201,31 +201,3 @@ class StackImages(pulumi.ComponentResource):
             self.digests[image] = built.digest
             self.tags[image] = tag
         self.register_outputs({"refs": self.refs, "digests": self.digests})
-
-
-def offline_image_outputs(name: str, inputs: dict, mocks: object) -> dict:
-    """What the offline plan reports for a pushed image: a digest derived from its tag."""
-    tag = (inputs.get("tags") or [f"{name}:unknown"])[0]
-    digest = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
-    return {"ref": f"{tag}@{digest}", "digest": digest, "contextHash": digest[7:]}
-
-
-def offline_auth_token(args: dict, mocks: object) -> dict:
-    """The offline plan's answer to `aws.ecr.get_authorization_token`."""
-    registry = args.get("registryId") or "123456789012"
-    region = getattr(mocks, "region", "us-east-1")
-    return {
-        "authorizationToken": "QVdTOm9mZmxpbmU=",
-        "userName": "AWS",
-        "password": "offline",
-        "proxyEndpoint": f"https://{registry}.dkr.ecr.{region}.amazonaws.com",
-        "expiresAt": "2099-01-01T00:00:00Z",
-        "registryId": registry,
-        "id": registry,
-    }
-
-
-def register_offline_mocks(mocks: type) -> None:
-    """Teach the offline plan's mocks (infra.plan.PlanMocks) to answer for images."""
-    mocks.outputs_by_type["docker-build:index:Image"] = offline_image_outputs
-    mocks.calls["aws:ecr/getAuthorizationToken:getAuthorizationToken"] = offline_auth_token

@@ -251,22 +251,3 @@ class TrainingPipeline(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-
-def offline_outputs() -> dict:
-    """ARNs the offline plan reports for this plane's resources (named as AWS names them)."""
-
-    def pipeline(name: str, inputs: dict, m) -> dict:
-        return {"arn": m.arn("sagemaker", f"pipeline/{inputs['pipelineName'].lower()}")}
-
-    def group(name: str, inputs: dict, m) -> dict:
-        return {
-            "arn": m.arn(
-                "sagemaker", f"model-package-group/{inputs['modelPackageGroupName'].lower()}"
-            )
-        }
-
-    return {
-        "aws:sagemaker/pipeline:Pipeline": pipeline,
-        "aws:sagemaker/modelPackageGroup:ModelPackageGroup": group,
-    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from infra import prices
-from infra.cost import estimate
+from mlplatform import prices
+from mlplatform.cost import estimate
 from policies.rules import Rule, StackFacts, StackResource
 
 
@@ -26,7 +26,7 @@ def monthly_budget(
         yield (
             (
                 f"cannot prove the stack fits its budget: no {table.region} price for {sorted(result.unpriced)}; "
-                f"add them to infra/prices/{table.region}.json (or run `mlplatform prices refresh`)"
+                f"add them to mlplatform/prices/{table.region}.json (or run `mlplatform prices refresh`)"
             ),
             None,
         )

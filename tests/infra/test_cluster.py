@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import render_table
+from mlplatform.cli import render_table
 from infra.config import StackConfigError
-from infra.plan import Plan
+from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
-from infra.variants import write_variant
+from mlplatform.variants import write_variant
 
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"

@@ -7,9 +7,9 @@ import json
 import pytest
 from botocore.stub import Stubber
 
-from infra.cost import estimate, runs_per_month
-from infra.prices import load
-from infra.prices.refresh import ec2_filters, refresh_document, sagemaker_filters
+from mlplatform.cost import estimate, runs_per_month
+from mlplatform.prices import load
+from mlplatform.prices.refresh import ec2_filters, refresh_document, sagemaker_filters
 from policies.offline import stack_resources
 from policies.rules import StackResource
 
@@ -170,7 +170,7 @@ def test_unknown_instance_types_are_listed_not_guessed():
 
 
 def test_every_shipped_stack_is_fully_priced_and_under_its_budget_as_compared(plan):
-    from infra.report import preview
+    from mlplatform.report import preview
 
     checked = preview(plan)
     assert checked.estimate.unpriced == []
@@ -245,7 +245,7 @@ def test_refresh_file_rewrites_only_instance_prices_and_the_date(tmp_path, monke
 
     import boto3
 
-    from infra.prices import PRICES_DIR, refresh
+    from mlplatform.prices import PRICES_DIR, refresh
 
     table = tmp_path / "us-east-1.json"
     shutil.copy(PRICES_DIR / "us-east-1.json", table)

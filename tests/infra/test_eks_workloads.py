@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from infra.components.eks_operator import TRAINER_VERSION, train_job
-from infra.plan import Plan
+from mlplatform.plan import Plan
 
 SCHEMAS = Path(__file__).parent / "schemas"
 RUNTIME = "kubernetes:trainer.kubeflow.org/v1alpha1:TrainingRuntime"

@@ -9,7 +9,7 @@ from functools import cache
 
 import pytest
 
-from infra.plan import Plan
+from mlplatform.plan import Plan
 
 BUCKET = "aws:s3/bucket:Bucket"
 REQUIRED_TAGS = {"project", "environment", "owner", "cost-center"}

@@ -9,9 +9,9 @@ import pytest
 from infra import instances
 from infra.components.gpu_pools import NODE_TEMPLATE, pool_template
 from infra.config import GpuPool, StackConfigError
-from infra.plan import Plan
+from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
-from infra.variants import write_variant
+from mlplatform.variants import write_variant
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

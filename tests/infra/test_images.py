@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.components.images import content_tag, context_files
-from infra.plan import Plan
+from mlplatform.plan import Plan
 from infra.stackfile import PROJECT_ROOT
 
 IMAGE = "docker-build:index:Image"

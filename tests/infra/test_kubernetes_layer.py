@@ -10,7 +10,7 @@ import pytest
 
 from infra.components.kubernetes_layer import AUTOSCALER_IMAGE_TAGS, AUTOSCALER_SERVICE_ACCOUNT
 from infra.config import KUBERNETES_VERSIONS
-from infra.plan import Plan, PlannedResource
+from mlplatform.plan import Plan, PlannedResource
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}

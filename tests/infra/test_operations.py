@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.cli import main
+from mlplatform.cli import main
 from infra.components.eks_operator import TRAINER_VERSION
 
 SCHEMAS = Path(__file__).parent / "schemas"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from infra.cli import main
-from infra.report import README_END, README_START, marker, preview
+from mlplatform.cli import main
+from mlplatform.report import README_END, README_START, marker, preview
 from infra.stackfile import STACKS_DIR
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -63,7 +63,7 @@ def test_readme_shows_the_current_dev_pr_comment(plan_of):
         readme.index(README_START) + len(README_START) : readme.index(README_END)
     ].strip()
     assert shown == preview(plan_of("dev")).markdown().strip(), (
-        "README.md's example PR comment is stale: run `python -m infra.report`"
+        "README.md's example PR comment is stale: run `python -m mlplatform.report`"
     )
 
 
@@ -107,6 +107,6 @@ def test_a_region_without_a_price_table_fails_the_budget_policy_but_still_render
     checked = preview(plan_variant("dev", {"aws:region": "eu-west-1"}))
     [violation] = checked.blocking
     assert (
-        violation.policy == "monthly-budget" and "infra/prices/eu-west-1.json" in violation.message
+        violation.policy == "monthly-budget" and "mlplatform/prices/eu-west-1.json" in violation.message
     )
     assert "mlplatform prices refresh --region eu-west-1" in checked.markdown()

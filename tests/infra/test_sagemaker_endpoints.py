@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from infra.config import StackConfigError
-from infra.plan import Plan
+from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
-from infra.variants import write_variant
+from mlplatform.variants import write_variant
 
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 TARGET = "aws:appautoscaling/target:Target"

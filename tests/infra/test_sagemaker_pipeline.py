@@ -12,9 +12,9 @@ import pytest
 
 from infra import instances
 from infra.config import StackConfigError
-from infra.plan import Plan, plan_stack
+from mlplatform.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR, load_stack_file
-from infra.variants import write_variant
+from mlplatform.variants import write_variant
 
 PIPELINE = "aws:sagemaker/pipeline:Pipeline"
 # Step type -> (botocore operation whose request the step's Arguments are, members the

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import main
+from mlplatform.cli import main
 from infra.config import StackConfigError
-from infra.plan import plan_stack
-from infra.variants import write_variant
+from mlplatform.plan import plan_stack
+from mlplatform.variants import write_variant
 
 # (case id, overrides to the dev stack, key path the message must name, other expected text)
 MALFORMED = [

@@ -202,4 +202,4 @@ def test_budget_rule_compares_the_expected_cost_by_default(check_stack, resource
 def test_budget_rule_refuses_to_pass_what_it_cannot_price(check_stack, resource):
     pools = [resource(NODE_GROUP, "odd", **_pool("x2iedn.32xlarge", 1))]
     [message] = check_stack("monthly-budget", pools, _facts(10_000.0))
-    assert "x2iedn.32xlarge" in message and "infra/prices/us-east-1.json" in message
+    assert "x2iedn.32xlarge" in message and "mlplatform/prices/us-east-1.json" in message

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from infra.report import marker
+from mlplatform.report import marker
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from infra.config import StackConfigError
-from infra.operations import register as register_operations
 from infra.stackfile import STACKS_DIR, stack_file
+from mlplatform.operations import register as register_operations
 
 
 def _key_inputs(inputs: dict) -> str:
@@ -51,8 +51,8 @@ def render_table(plan) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from infra.plan import plan_stack
-    from infra.report import preview
+    from mlplatform.plan import plan_stack
+    from mlplatform.report import preview
 
     plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack)
     base = json.loads(Path(args.base).read_text()) if args.base else None
@@ -72,15 +72,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_prices_refresh(args: argparse.Namespace) -> int:
-    from infra.prices.refresh import refresh_file
+    from mlplatform.prices.refresh import refresh_file
 
     changed = refresh_file(args.region)
-    print(f"updated {len(changed)} prices in infra/prices/{args.region}.json")
+    print(f"updated {len(changed)} prices in mlplatform/prices/{args.region}.json")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from infra.demo import run_demo
+    from mlplatform.demo import run_demo
 
     return run_demo(Path(args.workdir), stack=args.stack, epochs=args.epochs, sample=args.sample)
 
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="override the training epochs")
     demo.add_argument("--sample", type=int, default=0, help="which held-out image to predict")
     demo.set_defaults(func=cmd_demo)
-    register_operations(sub)  # train, status, approve, invoke: infra/operations.py
+    register_operations(sub)  # train, status, approve, invoke: mlplatform/operations.py
     return parser
 
 

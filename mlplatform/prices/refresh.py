@@ -10,7 +10,7 @@ import datetime
 import json
 from typing import Any
 
-from infra.prices import load, path_for
+from mlplatform.prices import load, path_for
 
 # The Price List API is served from a few regions only; us-east-1 answers for all of them.
 PRICING_REGION = "us-east-1"
@@ -81,7 +81,7 @@ def refresh_document(document: dict[str, Any], client: Any) -> dict[str, tuple[f
 
 
 def refresh_file(region: str, client: Any = None) -> dict[str, tuple[float, float]]:
-    """Refresh `infra/prices/<region>.json` with live prices (needs AWS credentials)."""
+    """Refresh `mlplatform/prices/<region>.json` with live prices (needs AWS credentials)."""
     if client is None:
         import boto3
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra.plan import Plan
+from mlplatform.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -68,9 +68,9 @@ def _held_out_sample(data_dir: Path, index: int) -> tuple[list, str]:
 
 def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sample: int = 0) -> int:
     """Plan, prepare, train, serve, predict; returns a process exit code."""
-    from infra.cli import render_table
-    from infra.plan import plan_stack
-    from infra.report import preview
+    from mlplatform.cli import render_table
+    from mlplatform.plan import plan_stack
+    from mlplatform.report import preview
 
     python = sys.executable
     workdir.mkdir(parents=True, exist_ok=True)

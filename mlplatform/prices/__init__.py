@@ -54,7 +54,7 @@ def missing(region: str) -> str:
     known = sorted(p.stem for p in PRICES_DIR.glob("*.json"))
     return (
         f"no price table for region {region!r} (have {known}); copy one to "
-        f"infra/prices/{region}.json and run `mlplatform prices refresh --region {region}` "
+        f"mlplatform/prices/{region}.json and run `mlplatform prices refresh --region {region}` "
         "with AWS credentials"
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from infra.prices import PriceTable
+from mlplatform.prices import PriceTable
 from policies.rules import props as p
 
 

@@ -1,0 +1,226 @@
+"""The offline plan: the real program under Pulumi's mock runtime, no credentials, no CLI.
+
+`plan_stack(path)` validates a stack file, runs `infra.program.main` with mocks that answer
+like AWS would (concrete ids, names and ARNs), and returns every resource with its type
+token, logical name, parent, options and inputs, plus the stack outputs. Tests, policies,
+the cost estimate and PR comments are all built on this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import runpy
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.stack import run_in_stack
+
+from infra.config import PROJECT, StackConfig
+from infra.stackfile import RawStack, load_stack_file
+from mlplatform.mocks import PlanMocks
+
+PROGRAM = Path(__file__).resolve().parent.parent / "infra" / "__main__.py"
+SECRET = "[secret]"
+UNKNOWN = "[computed]"
+
+
+@dataclass
+class PlannedResource:
+    """One resource the program declared, as the engine would receive it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str | None
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    protect: bool = False
+    depends_on: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    provider: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "parent": self.parent,
+            "custom": self.custom,
+            "protect": self.protect,
+            "dependsOn": self.depends_on,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Plan:
+    """The whole resource graph of one stack."""
+
+    stack: str
+    source: str
+    config: StackConfig
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_token: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def get(self, type_token: str, name: str) -> PlannedResource:
+        for r in self.resources:
+            if r.type == type_token and r.name == name:
+                return r
+        raise KeyError(f"no {type_token} named {name!r} in the plan of {self.stack}")
+
+    def children(self, parent: PlannedResource) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "source": self.source,
+            "resources": [r.to_json() for r in self.resources],
+            "outputs": self.outputs,
+        }
+
+
+
+def _clean(value: Any) -> Any:
+    """Make a deserialized property JSON-friendly: secrets masked, unknowns named."""
+    if isinstance(value, dict):
+        if rpc._special_sig_key in value:
+            if value[rpc._special_sig_key] == rpc._special_secret_sig:
+                return SECRET
+            if value[rpc._special_sig_key] == rpc._special_resource_sig:
+                return value.get("urn")
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if value is rpc.UNKNOWN or isinstance(value, pulumi.output.Unknown):
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        # The wire format has only doubles; integers read better as integers.
+        return int(value)
+    return value
+
+
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that also keeps what Mocks never sees: parents, options, outputs."""
+
+    def __init__(self, mocks: PlanMocks):
+        super().__init__(mocks)
+        self.registrations: list[PlannedResource] = []
+        self.stack_outputs: dict[str, Any] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        inputs = rpc.deserialize_properties(request.object)
+        urn = response.urn
+        self.registrations.append(
+            PlannedResource(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                inputs=_clean(inputs),
+                outputs=_clean(self.resources[urn].state),
+                protect=bool(request.protect),
+                depends_on=list(request.dependencies),
+                ignore_changes=list(request.ignoreChanges),
+                provider=request.provider or None,
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        if "::pulumi:pulumi:Stack::" in request.urn:
+            self.stack_outputs = _clean(rpc.deserialize_properties(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
+
+def _config_values(raw: RawStack) -> dict[str, str]:
+    """Config as the engine hands it to a program: strings, objects JSON-encoded."""
+    return {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in raw.config.items()
+    }
+
+
+def _run_isolated(fn: Callable[[], Any]) -> Any:
+    """Run in a fresh thread: Pulumi's runtime state lives in context variables and an event
+    loop, and a new thread starts with neither, so plans never leak into each other."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+        finally:
+            # The SDK calls the monitor from executor threads that make loops of their own;
+            # ending those threads now lets their loops close cleanly.
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    thread = threading.Thread(target=target, name="offline-plan")
+    thread.start()
+    thread.join()
+    # Event loops the SDK left in reference cycles would otherwise be collected at interpreter
+    # exit, after their sockets, and print "Invalid file descriptor" noise.
+    gc.collect()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def plan_stack(path: Path, stack: str | None = None) -> Plan:
+    """Validate a stack file, then run the program for it under mocks."""
+    config, raw = load_stack_file(path)
+    stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+
+    def run() -> Plan:
+        mocks = PlanMocks(region=config.region, stack=stack)
+        monitor = RecordingMonitor(mocks)
+        pulumi.runtime.set_all_config(_config_values(raw), secret_keys=raw.secret_keys)
+        # What `set_mocks` does, minus its placeholder root stack: `run_in_stack` makes the real
+        # one, exactly as the language host does, so `pulumi.export` reaches the monitor.
+        settings.configure(
+            pulumi_mocks.MockSettings(
+                monitor=monitor,
+                monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+                engine=pulumi_mocks.MockEngine(None),
+                project=PROJECT,
+                stack=stack,
+                dry_run=False,
+                organization="organization",
+                callbacks=None,
+            )
+        )
+        # Run infra/__main__.py itself, as `pulumi up` would, not a function behind it.
+        pulumi_mocks._sync_await(
+            run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"))
+        )
+        return Plan(
+            stack=stack,
+            source=raw.source,
+            config=config,
+            resources=monitor.registrations,
+            outputs=monitor.stack_outputs,
+        )
+
+    return _run_isolated(run)
