@@ -10,12 +10,23 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import ValidationError
 
-from infra.config import AWS_KEYS, PROJECT, StackConfig, StackConfigError, describe_allowed
+from infra.config import (
+    PROJECT,
+    SCHEMA_KEYS,
+    StackConfig,
+    StackConfigError,
+    describe_allowed,
+    field_at,
+    suggest,
+)
+from infra.config.base import provider_config_keys
+from infra.config.models import UNION_TAGS
+from infra.config.stack import members
 
 # What an encrypted `secure:` value becomes when it is planned without the stack's key.
 SECRET_PLACEHOLDER = "[secret]"
@@ -23,6 +34,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACKS_DIR = PROJECT_ROOT / "stacks"
 
 KeyPath = tuple[str | int, ...]
+# Top-level keys of a Pulumi stack file: config, the secrets provider's settings, and the Pulumi
+# ESC environments it imports (`environment: [org/project/env]`), whose values the engine merges
+# into config at run time (offline they are unknown, like secrets).
+STACK_FILE_KEYS = {"config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt"}
 
 
 @dataclass
@@ -93,11 +108,11 @@ def read_stack_file(path: Path) -> RawStack:
         raise StackConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise StackConfigError(f"{source}: expected a mapping with a `config:` key")
-    unknown = set(document) - {"config", "secretsprovider", "encryptedkey", "encryptionsalt"}
+    unknown = set(document) - STACK_FILE_KEYS
     if unknown:
         raise StackConfigError(
             f"{source}: unknown top-level key(s) {sorted(unknown)}; a stack file holds "
-            "config, secretsprovider, encryptedkey and encryptionsalt"
+            f"{', '.join(sorted(STACK_FILE_KEYS))}"
         )
     lines: dict[KeyPath, int] = {}
     if node is not None:
@@ -127,31 +142,76 @@ def runtime_config() -> dict[str, Any]:
 
 
 def _to_schema_input(raw: RawStack) -> tuple[dict[str, Any], list[str]]:
+    """The `mlplatform:` keys (and `aws:region`) as schema input; other namespaces are the
+    engine's and its providers' (`aws:profile`, `kubernetes:context`, …) and pass untouched."""
     data: dict[str, Any] = {}
     problems: list[str] = []
+    sections = {f.alias or n for n, f in StackConfig.model_fields.items() if n != "region"}
     for key, value in raw.config.items():
         namespace, _, name = key.partition(":")
-        if key in AWS_KEYS:
-            if AWS_KEYS[key]:
-                data[AWS_KEYS[key]] = value
-        elif namespace == PROJECT and name and name not in ("region",):
+        if key in SCHEMA_KEYS:
+            data[SCHEMA_KEYS[key]] = value
+        elif namespace != PROJECT:
+            known = provider_config_keys(namespace)
+            if known is not None and name not in known:
+                allowed = {f"{namespace}:{k}" for k in known}
+                why = f"unknown key of the {namespace} provider; {suggest(key, allowed)}"
+                problems.append(_format(raw, (key,), value, why, ", ".join(sorted(allowed))))
+        elif name in sections:
             data[name] = value
         else:
-            allowed = sorted(AWS_KEYS) + [
-                f"{PROJECT}:{f.alias or n}"
-                for n, f in StackConfig.model_fields.items()
-                if n != "region"
-            ]
-            problems.append(_format(raw, (key,), value, "unknown key", ", ".join(allowed)))
+            allowed = sorted(f"{PROJECT}:{s}" for s in sections)
+            why = f"unknown key; {suggest(key, set(allowed))}"
+            problems.append(_format(raw, (key,), value, why, ", ".join(allowed)))
     return data, problems
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> tuple[str, str]:
+    """Why a key is unknown (a near miss, or a key of another plane) and the allowed keys."""
+    key = loc[-1]
+    _, holders = field_at(loc[:-1])
+    allowed = sorted({f.alias or n for m in holders for n, f in m.model_fields.items()})
+    why = "unknown key"
+    others = _sibling_members(loc[:-1])
+    owners = [m for m in others if any(key in (n, f.alias) for n, f in m.model_fields.items())]
+    if owners:
+        labels = sorted({_member_label(m) for m in owners})
+        shared = {label.split(",")[0] for label in labels}
+        if len(labels) > 1 and len(shared) == 1:  # every mode of one plane: name the plane
+            labels = sorted(shared)
+        why += f"; it applies to {' or '.join(labels)} only"
+    elif allowed:
+        why += f"; {suggest(str(key), set(allowed))}"
+    return why, ", ".join(allowed)
+
+
+def _sibling_members(loc: tuple[Any, ...]) -> list[type]:
+    """For a key inside a discriminated union (training, serving), the members not chosen."""
+    if not loc or loc[-1] not in UNION_TAGS:
+        return []
+    info, _ = field_at(loc[:-1])
+    chosen = field_at(loc)[1]
+    return [m for m in members(info.annotation) if m not in chosen] if info else []
+
+
+def _member_label(model: type) -> str:
+    """'plane: eks', 'plane: sagemaker, mode: serverless': how a union member is chosen."""
+    fields = getattr(model, "model_fields", {})
+    parts = []
+    for key in ("plane", "mode"):
+        if key in fields:
+            default = fields[key].default
+            values = get_args(fields[key].annotation) or (default,)
+            parts.append(f"{key}: {'/'.join(str(v) for v in values)}")
+    return ", ".join(parts) or model.__name__
 
 
 def _config_key(loc: tuple[Any, ...]) -> tuple[KeyPath, str]:
     """Map a pydantic error location back to the stack file's key path."""
     head, *rest = loc or ("",)
-    key = next((k for k, v in AWS_KEYS.items() if v == head), f"{PROJECT}:{head}")
-    path: KeyPath = (key, *rest)
-    dotted = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
+    key = next((k for k, v in SCHEMA_KEYS.items() if v == head), f"{PROJECT}:{head}")
+    path: KeyPath = (key, *(p for p in rest if p not in UNION_TAGS))
+    dotted = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
     return path, dotted
 
 
@@ -179,11 +239,12 @@ def validate(raw: RawStack) -> StackConfig:
             path, _ = _config_key(loc)
             value = _MISSING if error["type"] == "missing" else error.get("input")
             why = str(error["msg"]).removeprefix("Value error, ")
+            allowed = describe_allowed(loc)
             if error["type"] == "extra_forbidden":
-                why = "unknown key"
+                why, allowed = _unknown_key(loc)
             if raw.config and _is_secret(path, raw) and value is not _MISSING:
                 value = SECRET_PLACEHOLDER
-            problems.append(_format(raw, path, value, why, describe_allowed(loc)))
+            problems.append(_format(raw, path, value, why, allowed))
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise StackConfigError(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlplatform.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR
+from mlplatform.plan import Plan, plan_stack
 from mlplatform.variants import write_variant
 
 SHIPPED_STACKS = ("dev", "staging", "prod")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.cli import render_table
 from infra.config import StackConfigError
-from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
+from mlplatform.cli import render_table
+from mlplatform.plan import Plan
 from mlplatform.variants import write_variant
 
 CLUSTER = "aws:eks/cluster:Cluster"

@@ -9,8 +9,8 @@ import pytest
 from infra import instances
 from infra.components.gpu_pools import NODE_TEMPLATE, pool_template
 from infra.config import GpuPool, StackConfigError
-from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
+from mlplatform.plan import Plan
 from mlplatform.variants import write_variant
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

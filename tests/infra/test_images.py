@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from infra.components.images import content_tag, context_files
-from mlplatform.plan import Plan
 from infra.stackfile import PROJECT_ROOT
+from mlplatform.plan import Plan
 
 IMAGE = "docker-build:index:Image"
 

@@ -19,8 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
-from mlplatform.cli import main
 from infra.components.eks_operator import TRAINER_VERSION
+from mlplatform.cli import main
 
 SCHEMAS = Path(__file__).parent / "schemas"
 AWS_ENV = {

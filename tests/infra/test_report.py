@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from infra.stackfile import STACKS_DIR
 from mlplatform.cli import main
 from mlplatform.report import README_END, README_START, marker, preview
-from infra.stackfile import STACKS_DIR
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

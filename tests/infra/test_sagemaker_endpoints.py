@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from infra.config import StackConfigError
-from mlplatform.plan import Plan
 from infra.stackfile import load_stack_file
+from mlplatform.plan import Plan
 from mlplatform.variants import write_variant
 
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
@@ -127,9 +127,9 @@ def test_local_nvme_instance_types_get_no_volume_key_because_sagemaker_refuses_o
     [
         (
             {"plane": "eks", "mode": "serverless", "pool": "l4"},
-            "serverless serving exists on the sagemaker plane only",
+            "unknown key; it applies to plane: sagemaker only",
         ),
-        ({"mode": "serverless", "dataCapturePercent": 10}, "data capture needs mode: instances"),
+        ({"mode": "serverless", "dataCapturePercent": 10}, "unknown key; it applies to plane: sagemaker, mode: instances only"),
         ({"minInstances": 4, "maxInstances": 2}, "minInstances cannot exceed maxInstances"),
         (
             {"instanceType": "ml.g5.huge"},
@@ -152,10 +152,10 @@ def test_impossible_serving_settings_are_refused_with_the_key_path(tmp_path, ser
         ({"spot": False, "maxWaitHours": 4}, "maxWaitHours applies to spot training only"),
         (
             {"plane": "eks", "pool": "l4", "schedule": "rate(7 days)"},
-            "schedule starts SageMaker pipelines",
+            "unknown key; it applies to plane: sagemaker only",
         ),
         ({"schedule": "every monday"}, r"must be cron\(\.\.\.\) or rate\(\.\.\.\)"),
-        ({"instanceType": "ml.g5.xlarge", "pool": "l4"}, "pool applies to plane: eks"),
+        ({"instanceType": "ml.g5.xlarge", "pool": "l4"}, "unknown key; it applies to plane: eks only"),
     ],
 )
 def test_impossible_training_settings_are_refused_with_the_key_path(tmp_path, training, message):

@@ -12,8 +12,8 @@ import pytest
 
 from infra import instances
 from infra.config import StackConfigError
-from mlplatform.plan import Plan, plan_stack
 from infra.stackfile import STACKS_DIR, load_stack_file
+from mlplatform.plan import Plan, plan_stack
 from mlplatform.variants import write_variant
 
 PIPELINE = "aws:sagemaker/pipeline:Pipeline"

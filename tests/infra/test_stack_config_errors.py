@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mlplatform.cli import main
 from infra.config import StackConfigError
+from mlplatform.cli import main
 from mlplatform.plan import plan_stack
 from mlplatform.variants import write_variant
 
@@ -34,7 +34,7 @@ MALFORMED = [
         "mlplatform:netwrok",
         "unknown key",
     ),
-    ("unknown-aws-key", {"aws:regoin": "us-east-1"}, "aws:regoin", "aws:region"),
+    ("unknown-aws-key", {"aws:regoin": "us-east-1"}, "aws:regoin", "did you mean aws:region"),
     (
         "bad-cidr",
         {"mlplatform:network": {"cidr": "10.0.0.0/33"}},

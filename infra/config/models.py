@@ -1,0 +1,358 @@
+"""The `mlplatform:models` section: where each model trains and serves, per compute plane.
+
+Plane-specific settings are discriminated unions: `training` is a `SageMakerTraining` or an
+`EksTraining` (by `plane`), `serving` a `SageMakerEndpoint`, `ServerlessEndpoint` or
+`EksServing` (by `plane` and `mode`). A key of one plane on another is an error of the schema
+itself, and code that reads a setting sees only what applies.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from infra.config.base import Section, check_sagemaker_instance_type
+
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
+HyperparameterValue = str | int | float | bool
+
+
+class HyperparameterRange(Section):
+    """One searched hyperparameter: a numeric interval or a list of categories."""
+
+    type: Literal["continuous", "integer", "categorical"] = Field(
+        description="`continuous` (floats), `integer`, or `categorical` (give `values`)."
+    )
+    min: float | None = Field(default=None, description="Lower bound (continuous, integer).")
+    max: float | None = Field(default=None, description="Upper bound (continuous, integer).")
+    values: list[str] = Field(default_factory=list, description="Choices (categorical).")
+    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = Field(
+        default="Auto", description="How the tuner samples the interval (e.g. Logarithmic for lr)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds_or_values(self) -> HyperparameterRange:
+        if self.type == "categorical":
+            if not self.values:
+                raise ValueError("a categorical range needs `values`")
+        elif self.min is None or self.max is None or not self.min < self.max:
+            raise ValueError(f"a {self.type} range needs `min` < `max`")
+        if self.scaling == "Logarithmic" and self.min is not None and self.min <= 0:
+            raise ValueError("Logarithmic scaling needs min > 0")
+        return self
+
+
+class Tuning(Section):
+    """The hyperparameter search run instead of a single training job."""
+
+    ranges: dict[str, HyperparameterRange] = Field(
+        description="Searched hyperparameters by name, e.g. lr: {type: continuous, min: 1e-4, "
+        "max: 1e-2, scaling: Logarithmic}."
+    )
+    objective_metric: str = Field(
+        default="test:accuracy",
+        description="A metric the training log reports (training.metrics.METRIC_DEFINITIONS).",
+    )
+    objective: Literal["Maximize", "Minimize"] = Field(default="Maximize", description="Direction.")
+    strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = Field(
+        default="Bayesian", description="SageMaker's search strategy."
+    )
+    max_jobs: Annotated[int, Field(ge=1, le=500)] = Field(
+        default=8, description="Training jobs the search may run in total."
+    )
+    max_parallel_jobs: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Training jobs running at once (each takes instanceCount hosts)."
+    )
+
+    @field_validator("objective_metric")
+    @classmethod
+    def _reported_metric(cls, value: str) -> str:
+        from training.metrics import METRIC_DEFINITIONS
+
+        reported = sorted(d["Name"] for d in METRIC_DEFINITIONS)
+        if value not in reported:
+            raise ValueError(f"the training image reports only {', '.join(reported)}")
+        return value
+
+    @model_validator(mode="after")
+    def _parallel_within_total(self) -> Tuning:
+        if not self.ranges:
+            raise ValueError("give at least one range to search")
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ValueError("maxParallelJobs cannot exceed maxJobs")
+        return self
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+class TrainingBase(Section):
+    """What a training run needs on either plane."""
+
+    instance_count: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1, description="Hosts (nodes); above 1 the image runs torchrun across them."
+    )
+    spot: bool = Field(
+        default=True,
+        description="Managed spot (SageMaker) / spot-tolerant pods (EKS); checkpoints let an "
+        "interrupted run resume.",
+    )
+    max_runtime_hours: Annotated[int, Field(ge=1, le=672)] = Field(
+        default=24, description="A run is stopped after this long (SageMaker allows 28 days)."
+    )
+    hyperparameters: dict[str, HyperparameterValue] = Field(
+        default_factory=dict,
+        description="Fixed hyperparameters (training.config.TrainConfig), passed as strings.",
+    )
+    metric: str = Field(
+        default="accuracy", description="Key in the model's metrics.json the condition reads."
+    )
+    threshold: float = Field(
+        default=0.9, description="Register the model only if `metric` >= this value."
+    )
+
+
+class SageMakerTraining(TrainingBase):
+    """Training as a SageMaker Pipeline: train (or tune), evaluate, register."""
+
+    plane: Literal["sagemaker"] = Field(
+        default="sagemaker",
+        description="`sagemaker`: a SageMaker Pipeline (train, evaluate, register); `eks`: a "
+        "training-operator job template on the cluster's GPU pools.",
+    )
+    instance_type: str = Field(
+        default="ml.g5.xlarge", description="An ml.* TrainingInstanceType."
+    )
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = Field(
+        default=50, description="Local storage per host for data, model and checkpoints."
+    )
+    max_wait_hours: Annotated[int, Field(ge=1, le=672)] | None = Field(
+        default=None,
+        description="Spot only: runtime plus time spent waiting for capacity; default "
+        "2 x maxRuntimeHours (at most 28 days).",
+    )
+    tuning: Tuning | None = Field(
+        default=None, description="Hyperparameter search: turns the training step into tuning."
+    )
+    schedule: str | None = Field(
+        default=None,
+        description="EventBridge Scheduler expression that starts the pipeline, e.g. "
+        "'cron(0 3 ? * MON *)' or 'rate(7 days)'; none: runs start by hand.",
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _sagemaker_type(cls, value: str) -> str:
+        return check_sagemaker_instance_type(value, "TrainingInstanceType")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_expression(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEDULE.match(value):
+            raise ValueError("must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SageMakerTraining:
+        if self.max_wait_hours is not None:
+            if not self.spot:
+                raise ValueError("maxWaitHours applies to spot training only (spot: true)")
+            if self.max_wait_hours < self.max_runtime_hours:
+                raise ValueError("maxWaitHours must be >= maxRuntimeHours")
+        if self.tuning:
+            fixed = set(self.tuning.ranges) & set(self.hyperparameters)
+            if fixed:
+                raise ValueError(f"{sorted(fixed)} are both fixed and searched; keep one")
+        return self
+
+    @property
+    def wait_hours(self) -> int:
+        """Spot wait limit in hours (SageMaker requires it >= the runtime limit)."""
+        return self.max_wait_hours or min(2 * self.max_runtime_hours, 672)
+
+
+class EksTraining(TrainingBase):
+    """Training as a Kubeflow Trainer TrainingRuntime on one of the cluster's node pools."""
+
+    plane: Literal["eks"] = Field(description="`eks`: a TrainingRuntime on the cluster.")
+    pool: str = Field(description="The mlplatform:gpuPools entry whose nodes train.")
+    gpus_per_instance: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=1, description="`nvidia.com/gpu` requested per node (0 trains on CPU)."
+    )
+
+
+def _get(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+
+
+def _training_plane(value: Any) -> str:
+    """The union member a training mapping selects (`plane` defaults to sagemaker)."""
+    return str(_get(value, "plane") or "sagemaker")
+
+
+def _serving_kind(value: Any) -> str:
+    """The union member a serving mapping selects: its plane, and on SageMaker its mode."""
+    plane = str(_get(value, "plane") or "sagemaker")
+    return f"sagemaker-{_get(value, 'mode') or 'instances'}" if plane == "sagemaker" else plane
+
+
+Training = Annotated[
+    Annotated[SageMakerTraining, Tag("sagemaker")] | Annotated[EksTraining, Tag("eks")],
+    Discriminator(
+        _training_plane,
+        custom_error_type="plane",
+        custom_error_message="plane must be sagemaker or eks",
+    ),
+]
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+class ServingBase(Section):
+    """Alarm thresholds and the version served, on any plane."""
+
+    latency_alarm_ms: Annotated[int, Field(ge=1)] = Field(
+        default=500, description="Alarm when average model latency exceeds this (ms)."
+    )
+    error_alarm_count: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="Alarm when 5xx errors per 5 minutes reach this count."
+    )
+
+
+class SageMakerServingBase(ServingBase):
+    """A SageMaker endpoint: Model, EndpointConfiguration, Endpoint."""
+
+    plane: Literal["sagemaker"] = Field(
+        default="sagemaker",
+        description="`sagemaker`: Model, EndpointConfiguration, Endpoint; `eks`: Deployment, "
+        "Service, HPA and PDB on a node pool.",
+    )
+    model_package_version: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="Serve this approved version from the model's package group; none: serve "
+        "s3://<artifacts>/models/<name>/model.tar.gz.",
+    )
+
+
+class SageMakerEndpoint(SageMakerServingBase):
+    """An instance-backed SageMaker endpoint with target-tracking autoscaling."""
+
+    mode: Literal["instances"] = Field(
+        default="instances",
+        description="`instances` (autoscaled instances) or `serverless` (CPU, pay per request).",
+    )
+    instance_type: str = Field(
+        default="ml.g5.xlarge", description="An ml.* ProductionVariantInstanceType."
+    )
+    min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=1, description="Autoscaling floor."
+    )
+    max_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Autoscaling ceiling."
+    )
+    target_invocations_per_instance: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=100, description="Target tracking: invocations per instance per minute."
+    )
+    data_capture_percent: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=0,
+        description="Share of requests and responses captured to the artifacts bucket under the "
+        "stack key; 0 turns capture off.",
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _sagemaker_type(cls, value: str) -> str:
+        return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SageMakerEndpoint:
+        if self.min_instances > self.max_instances:
+            raise ValueError("minInstances cannot exceed maxInstances")
+        return self
+
+
+class ServerlessEndpoint(SageMakerServingBase):
+    """A SageMaker Serverless Inference endpoint: CPU, pay per request, scales to zero."""
+
+    mode: Literal["serverless"] = Field(
+        description="`serverless`: CPU, memory-sized, billed per request (dev)."
+    )
+    serverless_memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = Field(
+        default=2048, description="Serverless memory (also sets its vCPUs)."
+    )
+    serverless_max_concurrency: Annotated[int, Field(ge=1, le=200)] = Field(
+        default=5, description="Concurrent invocations before throttling."
+    )
+
+
+class EksServing(ServingBase):
+    """A Deployment, Service, HPA and PDB on one of the cluster's node pools."""
+
+    plane: Literal["eks"] = Field(description="`eks`: a Deployment on the cluster.")
+    pool: str = Field(description="The mlplatform:gpuPools entry whose nodes serve.")
+    min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=1, description="Replicas the HPA keeps at least."
+    )
+    max_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Replicas the HPA may scale to."
+    )
+    target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = Field(
+        default=70, description="HPA target: average CPU utilisation of the replicas (%)."
+    )
+    gpus_per_replica: Annotated[int, Field(ge=0, le=8)] = Field(
+        default=1, description="`nvidia.com/gpu` per replica."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EksServing:
+        if self.min_instances > self.max_instances:
+            raise ValueError("minInstances cannot exceed maxInstances")
+        return self
+
+
+Serving = Annotated[
+    Annotated[SageMakerEndpoint, Tag("sagemaker-instances")]
+    | Annotated[ServerlessEndpoint, Tag("sagemaker-serverless")]
+    | Annotated[EksServing, Tag("eks")],
+    Discriminator(
+        _serving_kind,
+        custom_error_type="plane",
+        custom_error_message="plane must be sagemaker or eks; on sagemaker, mode must be instances or serverless",
+    ),
+]
+# Union member tags appear in pydantic's error locations; the stack file has no such key.
+UNION_TAGS = frozenset({"sagemaker", "sagemaker-instances", "sagemaker-serverless", "eks"})
+
+
+class Model(Section):
+    """One model: its name, training and serving."""
+
+    name: str = Field(description="Lower-case letters, digits and -, 2-32 characters.")
+    training: Training = Field(
+        default_factory=SageMakerTraining, description="Training settings."
+    )
+    serving: Serving = Field(default_factory=SageMakerEndpoint, description="Serving settings.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _MODEL_NAME.match(value):
+            raise ValueError("must be 2-32 lower-case letters, digits or -, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _package_needs_registry(self) -> Model:
+        serving = self.serving
+        if (
+            isinstance(serving, SageMakerServingBase)
+            and serving.model_package_version
+            and not isinstance(self.training, SageMakerTraining)
+        ):
+            raise ValueError(
+                "serving.modelPackageVersion needs training.plane: sagemaker (its package group)"
+            )
+        return self
