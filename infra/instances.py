@@ -206,7 +206,9 @@ def write_table(path: Path = TABLE) -> int:
             f"moto {version} (moto/ec2/resources/instance_types.json.gz: AWS DescribeInstanceTypes "
             "output). Do not edit by hand.\n"
         )
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n")
+        writer: csv.DictWriter[str] = csv.DictWriter(
+            handle, fieldnames=list(COLUMNS), delimiter="\t", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import instances
-from infra.config import Model
+from infra.config import Model, SageMakerEndpoint, SageMakerTraining
 
 CHANNEL = "training"  # the channel name the training image reads (training.environment)
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -39,6 +39,7 @@ class PipelineInputs:
     """Everything a definition refers to, as resolved strings."""
 
     model: Model
+    training: SageMakerTraining
     training_image: str
     serving_image: str
     role_arn: str
@@ -67,7 +68,7 @@ def parameter(name: str) -> dict[str, str]:
 
 def parameters(p: PipelineInputs) -> list[dict[str, Any]]:
     """Values `mlplatform train` (or the console) may override per execution."""
-    t = p.model.training
+    t = p.training
     return [
         {
             "Name": "InputDataUri",
@@ -86,7 +87,7 @@ def _training_output_path(p: PipelineInputs) -> str:
 
 def training_job(p: PipelineInputs, *, for_tuning: bool = False) -> dict[str, Any]:
     """CreateTrainingJob arguments (or a tuning job's TrainingJobDefinition)."""
-    t = p.model.training
+    t = p.training
     algorithm: dict[str, Any] = {
         "TrainingImage": p.training_image,
         "TrainingInputMode": "File",
@@ -153,7 +154,7 @@ def _number(value: float) -> str:
 
 def tuning_job(p: PipelineInputs) -> dict[str, Any]:
     """CreateHyperParameterTuningJob arguments searching the stack entry's ranges."""
-    tuning = p.model.training.tuning
+    tuning = p.training.tuning
     assert tuning is not None
     ranges: dict[str, list[dict[str, Any]]] = {
         "ContinuousParameterRanges": [],
@@ -168,8 +169,9 @@ def tuning_job(p: PipelineInputs) -> dict[str, Any]:
         ranges[key].append(
             {
                 "Name": name,
-                "MinValue": _number(r.min),
-                "MaxValue": _number(r.max),
+                # The schema guarantees both bounds for numeric ranges.
+                "MinValue": _number(r.min or 0.0),
+                "MaxValue": _number(r.max or 0.0),
                 "ScalingType": r.scaling,
             }
         )
@@ -192,7 +194,7 @@ def tuning_job(p: PipelineInputs) -> dict[str, Any]:
 
 
 def _model_artifacts(p: PipelineInputs) -> Any:
-    if p.model.training.tuning is None:
+    if p.training.tuning is None:
         return {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
     # The best job (TrainingJobSummaries are sorted by the objective) wrote its model under
     # <output path>/<job name>/output/model.tar.gz.
@@ -265,7 +267,7 @@ def register_model(p: PipelineInputs) -> dict[str, Any]:
         "SupportedContentTypes": ["application/json"],
         "SupportedResponseMIMETypes": ["application/json"],
     }
-    if serving.plane == "sagemaker" and serving.mode == "instances":
+    if isinstance(serving, SageMakerEndpoint):
         inference["SupportedRealtimeInferenceInstanceTypes"] = [serving.instance_type]
     return {
         "ModelPackageGroupName": p.model_package_group,
@@ -285,7 +287,7 @@ def register_model(p: PipelineInputs) -> dict[str, Any]:
 
 def definition(p: PipelineInputs) -> dict[str, Any]:
     """The whole pipeline definition as a dict."""
-    t = p.model.training
+    t = p.training
     train = (
         {"Name": "Tune", "Type": "Tuning", "Arguments": tuning_job(p)}
         if t.tuning

@@ -1,4 +1,6 @@
-"""The Pulumi program: validated config in, components wired in DESIGN.md's order, outputs out."""
+"""The Pulumi program: validated config in, components wired in dependency order, outputs out.
+
+See docs/architecture.md for the data flow from a stack file to each resource."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from infra.components.budget import BudgetArgs, StackBudget
 from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_plane import build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
-from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime, PoolPlacement
+from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime
 from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
 from infra.components.images import StackImages, StackImagesArgs
 from infra.components.network import Network, NetworkArgs
@@ -18,166 +20,120 @@ from infra.components.sagemaker_serving import ModelEndpoint, ModelEndpointArgs
 from infra.components.sagemaker_training import TrainingPipeline, TrainingPipelineArgs
 from infra.components.secrets import StackSecrets, StackSecretsArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.config import PROJECT, StackConfig
+from infra.config import EksServing, SageMakerTraining, StackConfig
+from infra.context import StackContext
 from infra.stackfile import PROJECT_ROOT, load_for_program
 from infra.tagging import register_stack_tags
+
+# The images every stack builds from this repository, one ECR repository each.
+IMAGES = ("training", "serving")
 
 
 def build(config: StackConfig, stack: str) -> dict[str, object]:
     """Declare every resource of a stack; returns the stack outputs."""
-    register_stack_tags(config.resource_tags(stack))
-    name = f"{PROJECT}-{stack}"
+    tags = config.resource_tags(stack)
+    register_stack_tags(tags)
     identity = aws.get_caller_identity()
-    partition = aws.get_partition().partition
+    context = StackContext(
+        stack=stack,
+        environment=config.environment,
+        account_id=identity.account_id,
+        partition=aws.get_partition().partition,
+        region=config.region,
+        tags=tags,
+    )
+    name = context.prefix
 
-    network = Network(
-        name,
-        NetworkArgs(
-            cidr=config.network.cidr,
-            az_count=config.network.az_count,
-            nat_per_zone=config.network.nat_gateways == "perZone",
-            private_endpoints=config.network.private_endpoints,
-            region=config.region,
-        ),
-    )
-    storage = Storage(
-        name,
-        StorageArgs(
-            account_id=identity.account_id,
-            partition=partition,
-            checkpoint_expiration_days=config.storage.checkpoint_expiration_days,
-            noncurrent_version_expiration_days=config.storage.noncurrent_version_expiration_days,
-            abort_incomplete_multipart_days=config.storage.abort_incomplete_multipart_days,
-            protect=config.storage.protect,
-            force_destroy=config.storage.force_destroy,
-            kms_deletion_window_days=config.storage.kms_deletion_window_days,
-        ),
-    )
+    network = Network(name, NetworkArgs(settings=config.network, context=context))
+    storage = Storage(name, StorageArgs(settings=config.storage, context=context))
+    context = context.with_storage(storage.kms_key_arn, storage.bucket_names, storage.bucket_arns)
     registry = Registry(
         name,
         RegistryArgs(
-            kms_key_arn=storage.kms_key_arn,
-            keep_tagged_images=config.registry.keep_tagged_images,
-            untagged_expiration_days=config.registry.untagged_expiration_days,
+            settings=config.registry,
+            context=context,
+            images=IMAGES,
             force_delete=config.storage.force_destroy,
         ),
     )
-    StackBudget(
-        name,
-        BudgetArgs(
-            monthly_usd=config.budget.monthly_usd,
-            alert_emails=config.budget.alert_emails,
-            stack=stack,
-        ),
-    )
-    secrets = StackSecrets(
-        name,
-        StackSecretsArgs(
-            values=config.secrets, kms_key_arn=storage.kms_key_arn, prefix=f"{PROJECT}/{stack}"
-        ),
-    )
+    StackBudget(name, BudgetArgs(settings=config.budget, context=context))
+    secrets = StackSecrets(name, StackSecretsArgs(values=config.secrets, context=context))
     role = SageMakerExecutionRole(
         f"{name}-sagemaker",
         ExecutionRoleArgs(
-            account_id=identity.account_id,
-            partition=partition,
-            region=config.region,
-            bucket_arns=storage.bucket_arns,
-            kms_key_arn=storage.kms_key_arn,
+            context=context,
             repository_arns=registry.repository_arns,
             secret_arns=list(secrets.arns.values()),
         ),
     )
 
     eks = build_eks_plane(
-        config,
-        name,
-        partition=partition,
-        vpc_id=network.vpc_id,
-        private_subnet_ids=network.private_subnet_ids,
-        kms_key_arn=storage.kms_key_arn,
-        datasets_bucket_arn=storage.bucket_arns["datasets"],
+        config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
     )
     images = StackImages(
         name,
         StackImagesArgs(
-            contexts={image: PROJECT_ROOT / image for image in ("training", "serving")},
+            contexts={image: PROJECT_ROOT / image for image in IMAGES},
             repository_urls=registry.repository_urls,
             registry_id=registry.repositories["training"].registry_id,
         ),
     )
-    pipelines, endpoints, servers = {}, {}, {}
-    operator = None
+    pipelines: dict[str, TrainingPipeline] = {}
+    endpoints: dict[str, ModelEndpoint] = {}
+    servers: dict[str, EksModelServer] = {}
+    operator: TrainingOperator | None = None
     for model in config.models:
-        model_name = f"{name}-{model.name}"
-        if model.training.plane == "sagemaker":
+        model_name = context.name(model.name)
+        training, serving = model.training, model.serving
+        if isinstance(training, SageMakerTraining):
             pipelines[model.name] = TrainingPipeline(
                 model_name,
                 TrainingPipelineArgs(
                     model=model,
-                    account_id=identity.account_id,
-                    partition=partition,
-                    region=config.region,
+                    training=training,
+                    context=context,
                     training_image=images.refs["training"],
                     serving_image=images.refs["serving"],
                     execution_role_arn=role.role_arn,
-                    kms_key_arn=storage.kms_key_arn,
-                    bucket_names=storage.bucket_names,
-                    bucket_arns=storage.bucket_arns,
                 ),
             )
-        if model.serving.plane == "sagemaker":
-            endpoints[model.name] = ModelEndpoint(
-                model_name,
-                ModelEndpointArgs(
-                    model=model,
-                    endpoint_name=model_name,
-                    account_id=identity.account_id,
-                    partition=partition,
-                    region=config.region,
-                    serving_image=images.refs["serving"],
-                    execution_role_arn=role.role_arn,
-                    kms_key_arn=storage.kms_key_arn,
-                    artifacts_bucket=storage.bucket_names["artifacts"],
-                    model_package_group=model_name if model.name in pipelines else None,
-                ),
-            )
-        if model.training.plane == "eks":
-            operator = operator or TrainingOperator(name, eks.kubernetes.provider)
-            pool = eks.pools[model.training.pool].template
+        else:
+            operator = operator or TrainingOperator(name, opts=eks.workload_options)
             EksTrainingRuntime(
                 model_name,
                 EksTrainingArgs(
-                    model=model,
-                    stack_name=name,
-                    region=config.region,
-                    cluster_name=eks.cluster.cluster_name,
-                    namespace=eks.kubernetes.namespaces["training"],
-                    placement=PoolPlacement(pool.node_selector, pool.tolerations),
-                    priority_class=eks.kubernetes.priority_class_names["training"],
+                    model_name=model.name,
+                    training=training,
+                    context=context,
+                    target=eks.target("training", training.pool),
                     training_image=images.refs["training"],
-                    kms_key_arn=storage.kms_key_arn,
-                    bucket_names=storage.bucket_names,
-                    bucket_arns=storage.bucket_arns,
                     operator=operator,
-                    provider=eks.kubernetes.provider,
                 ),
+                opts=eks.workload_options,
             )
-        if model.serving.plane == "eks":
-            pool = eks.pools[model.serving.pool].template
+        if isinstance(serving, EksServing):
             servers[model.name] = EksModelServer(
                 model_name,
                 EksServingArgs(
-                    model=model,
-                    cluster_name=eks.cluster.cluster_name,
-                    namespace=eks.kubernetes.namespaces["serving"],
-                    placement=PoolPlacement(pool.node_selector, pool.tolerations),
-                    priority_class=eks.kubernetes.priority_class_names["serving"],
+                    model_name=model.name,
+                    serving=serving,
+                    context=context,
+                    target=eks.target("serving", serving.pool),
                     serving_image=images.refs["serving"],
-                    kms_key_arn=storage.kms_key_arn,
-                    artifacts_bucket=storage.bucket_names["artifacts"],
-                    artifacts_bucket_arn=storage.bucket_arns["artifacts"],
-                    provider=eks.kubernetes.provider,
+                ),
+                opts=eks.workload_options,
+            )
+        else:
+            endpoints[model.name] = ModelEndpoint(
+                model_name,
+                ModelEndpointArgs(
+                    model_name=model.name,
+                    serving=serving,
+                    context=context,
+                    endpoint_name=model_name,
+                    serving_image=images.refs["serving"],
+                    execution_role_arn=role.role_arn,
+                    model_package_group=model_name if model.name in pipelines else None,
                 ),
             )
 

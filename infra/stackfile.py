@@ -218,7 +218,7 @@ def _config_key(loc: tuple[Any, ...]) -> tuple[KeyPath, str]:
 def _format(raw: RawStack, path: KeyPath, value: Any, why: str, allowed: str) -> str:
     line = next((raw.lines[path[:n]] for n in range(len(path), 0, -1) if path[:n] in raw.lines), 0)
     where = f"{raw.source}:{line}" if line else raw.source
-    dotted = path[0] + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+    dotted = str(path[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
     shown = "(missing)" if value is _MISSING else repr(value)
     message = f"{where}: {dotted} = {shown}: {why}"
     return f"{message}. Allowed: {allowed}" if allowed else message

@@ -7,17 +7,19 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import config
+from infra.context import StackContext
+
 # Alert when actual spend passes 80% of the limit, and when the month is forecast to exceed it.
 ALERTS = (("ACTUAL", 80.0), ("FORECASTED", 100.0))
 
 
 @dataclass(frozen=True)
 class BudgetArgs:
-    """Monthly limit in USD, who to tell, and the `stack` tag value that scopes the spend."""
+    """The `mlplatform:budget` section (limit, who to tell) and the stack whose spend it scopes."""
 
-    monthly_usd: float
-    alert_emails: list[str]
-    stack: str
+    settings: config.Budget
+    context: StackContext
 
 
 class StackBudget(pulumi.ComponentResource):
@@ -30,25 +32,25 @@ class StackBudget(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BudgetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:budget:StackBudget", name, None, opts)
-        notifications = [
+        notifications: list[aws.budgets.BudgetNotificationArgsDict] = [
             {
                 "comparison_operator": "GREATER_THAN",
                 "notification_type": kind,
                 "threshold": threshold,
                 "threshold_type": "PERCENTAGE",
-                "subscriber_email_addresses": args.alert_emails,
+                "subscriber_email_addresses": args.settings.alert_emails,
             }
             for kind, threshold in ALERTS
-            if args.alert_emails
+            if args.settings.alert_emails
         ]
         budget = aws.budgets.Budget(
             name,
             name=name,
             budget_type="COST",
-            limit_amount=f"{args.monthly_usd:.2f}",
+            limit_amount=f"{args.settings.monthly_usd:.2f}",
             limit_unit="USD",
             time_unit="MONTHLY",
-            cost_filters=[{"name": "TagKeyValue", "values": [f"user:stack${args.stack}"]}],
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:stack${args.context.stack}"]}],
             notifications=notifications,
             opts=pulumi.ResourceOptions(parent=self),
         )

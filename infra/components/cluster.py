@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import instances
+from infra import config, instances
 from infra.components.cluster_iam import (
     cluster_key_policy,
     ebs_csi_key_policy,
@@ -18,6 +18,7 @@ from infra.components.cluster_iam import (
     s3_csi_policy,
     service_trust,
 )
+from infra.context import StackContext
 
 # Add-ons installed before any node joins (networking and credentials) and after the system
 # nodes are up (add-ons with Deployments, which EKS reports healthy only once they run).
@@ -34,25 +35,16 @@ ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterA
 
 @dataclass(frozen=True)
 class ClusterArgs:
-    """Everything the cluster needs: placement, keys, exposure, logging and system nodes."""
+    """The `mlplatform:cluster` section, the stack (key, datasets bucket), and its subnets."""
 
-    cluster_name: str
-    version: str
-    region: str
-    partition: str
+    settings: config.Cluster
+    context: StackContext
     subnet_ids: Sequence[pulumi.Input[str]]
-    kms_key_arn: pulumi.Input[str]
-    datasets_bucket_arn: pulumi.Input[str]
-    endpoint_public_access: bool
-    public_access_cidrs: Sequence[str]
-    log_types: Sequence[str]
-    log_retention_days: int
-    system_instance_type: str
-    system_min_size: int
-    system_max_size: int
-    system_disk_size_gib: int
-    admin_role_arns: Sequence[str] = field(default_factory=tuple)
-    protect: bool = False
+    protect: bool = False  # a stack that protects its data (prod) protects its cluster too
+
+    @property
+    def cluster_name(self) -> str:
+        return self.context.prefix
 
 
 def node_launch_template(
@@ -64,14 +56,14 @@ def node_launch_template(
     parent: pulumi.Resource,
 ) -> aws.ec2.LaunchTemplate:
     """Node settings EKS's defaults leave open: IMDSv2 only, encrypted volumes."""
-    volume = {
+    volume: aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgsDict = {
         "volume_size": disk_size_gib,
         "volume_type": "gp3",
         "encrypted": "true",
         "delete_on_termination": "true",
     }
     # Bottlerocket boots from a small OS volume and keeps images and pods on a second one.
-    devices = (
+    devices: list[aws.ec2.LaunchTemplateBlockDeviceMappingArgsDict] = (
         [
             {"device_name": "/dev/xvda", "ebs": {**volume, "volume_size": 4}},
             {"device_name": "/dev/xvdb", "ebs": volume},
@@ -157,8 +149,10 @@ class EksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:cluster:EksCluster", name, None, opts)
+        settings, context = args.settings, args.context
+        nodes = settings.system_nodes
         child = pulumi.ResourceOptions(parent=self)
-        policy = lambda n: managed_policy(args.partition, n)  # noqa: E731
+        policy = lambda n: managed_policy(context.partition, n)  # noqa: E731
 
         role = aws.iam.Role(
             f"{name}-control-plane",
@@ -176,7 +170,7 @@ class EksCluster(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-control-plane-kms",
                 role=role.id,
-                policy=pulumi.Output.from_input(args.kms_key_arn).apply(cluster_key_policy),
+                policy=pulumi.Output.from_input(context.kms_key_arn).apply(cluster_key_policy),
                 opts=pulumi.ResourceOptions(parent=role),
             ),
         ]
@@ -184,20 +178,20 @@ class EksCluster(pulumi.ComponentResource):
         logs = aws.cloudwatch.LogGroup(
             f"{name}-control-plane",
             name=f"/aws/eks/{args.cluster_name}/cluster",
-            retention_in_days=args.log_retention_days,
+            retention_in_days=settings.log_retention_days,
             opts=child,
         )
         cluster = aws.eks.Cluster(
             name,
             name=args.cluster_name,
-            version=args.version,
+            version=settings.version,
             role_arn=role.arn,
             vpc_config={
                 "subnet_ids": list(args.subnet_ids),
                 "endpoint_private_access": True,
-                "endpoint_public_access": args.endpoint_public_access,
-                "public_access_cidrs": list(args.public_access_cidrs)
-                if args.endpoint_public_access
+                "endpoint_public_access": settings.endpoint_public_access,
+                "public_access_cidrs": list(settings.public_access_cidrs)
+                if settings.endpoint_public_access
                 else None,
             },
             access_config={
@@ -205,8 +199,11 @@ class EksCluster(pulumi.ComponentResource):
                 # The identity running `pulumi up` must reach the API to install the Kubernetes layer.
                 "bootstrap_cluster_creator_admin_permissions": True,
             },
-            encryption_config={"provider": {"key_arn": args.kms_key_arn}, "resources": ["secrets"]},
-            enabled_cluster_log_types=list(args.log_types),
+            encryption_config={
+                "provider": {"key_arn": context.kms_key_arn},
+                "resources": ["secrets"],
+            },
+            enabled_cluster_log_types=list(settings.log_types),
             # vpc-cni, kube-proxy and CoreDNS come as managed add-ons below, versioned by EKS.
             bootstrap_self_managed_addons=False,
             upgrade_policy={"support_type": "STANDARD"},
@@ -217,7 +214,7 @@ class EksCluster(pulumi.ComponentResource):
         )
         cluster_opts = pulumi.ResourceOptions(parent=cluster)
 
-        for i, principal in enumerate(args.admin_role_arns):
+        for i, principal in enumerate(settings.admin_role_arns):
             entry = aws.eks.AccessEntry(
                 f"{name}-admin-{i}",
                 cluster_name=cluster.name,
@@ -229,7 +226,7 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-admin-{i}",
                 cluster_name=cluster.name,
                 principal_arn=principal,
-                policy_arn=ADMIN_POLICY.format(partition=args.partition),
+                policy_arn=ADMIN_POLICY.format(partition=context.partition),
                 access_scope={"type": "cluster"},
                 opts=pulumi.ResourceOptions(parent=entry),
             )
@@ -260,15 +257,15 @@ class EksCluster(pulumi.ComponentResource):
                 f"{name}-ebs-csi",
                 description="EBS CSI driver: creates and attaches volumes",
                 managed_policy_arns=[policy("service-role/AmazonEBSCSIDriverPolicy")],
-                policy=pulumi.Output.from_input(args.kms_key_arn).apply(ebs_csi_key_policy),
+                policy=pulumi.Output.from_input(context.kms_key_arn).apply(ebs_csi_key_policy),
                 parent=self,
             ),
             "aws-mountpoint-s3-csi-driver": pod_identity_role(
                 f"{name}-s3-csi",
                 description="Mountpoint for S3 CSI driver: reads the datasets bucket",
-                policy=pulumi.Output.all(args.datasets_bucket_arn, args.kms_key_arn).apply(
-                    lambda v: s3_csi_policy(*v)
-                ),
+                policy=pulumi.Output.all(
+                    context.bucket_arns["datasets"], context.kms_key_arn
+                ).apply(lambda v: s3_csi_policy(*v)),
                 parent=self,
             ),
         }
@@ -295,9 +292,9 @@ class EksCluster(pulumi.ComponentResource):
         self.node_prerequisites = list(self.addons.values())
 
         template = node_launch_template(
-            f"{name}-system", disk_size_gib=args.system_disk_size_gib, parent=self
+            f"{name}-system", disk_size_gib=nodes.disk_size_gib, parent=self
         )
-        facts = instances.facts(args.system_instance_type)
+        facts = instances.facts(nodes.instance_type)
         arm = facts is not None and facts.architecture == "arm64"
         system_nodes = aws.eks.NodeGroup(
             f"{name}-system",
@@ -305,13 +302,13 @@ class EksCluster(pulumi.ComponentResource):
             node_group_name=f"{args.cluster_name}-system",
             node_role_arn=node_role.arn,
             subnet_ids=list(args.subnet_ids),
-            instance_types=[args.system_instance_type],
+            instance_types=[nodes.instance_type],
             ami_type="AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD",
             capacity_type="ON_DEMAND",
             scaling_config={
-                "min_size": args.system_min_size,
-                "max_size": args.system_max_size,
-                "desired_size": args.system_min_size,
+                "min_size": nodes.min_size,
+                "max_size": nodes.max_size,
+                "desired_size": nodes.min_size,
             },
             labels={"mlplatform.io/node-role": "system"},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
@@ -337,7 +334,7 @@ class EksCluster(pulumi.ComponentResource):
         self.node_role_arn = node_role.arn
         self.kubeconfig = pulumi.Output.all(
             cluster.name, cluster.endpoint, cluster.certificate_authority
-        ).apply(lambda v: kubeconfig(v[0], args.region, v[1], v[2]["data"]))
+        ).apply(lambda v: kubeconfig(v[0], context.region, v[1], v[2]["data"]))
         self.register_outputs(
             {
                 "clusterName": self.cluster_name,

@@ -4,6 +4,8 @@ version, plus the TrainJob object `mlplatform train` creates."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -13,27 +15,40 @@ TRAINER_NAMESPACE = "kubeflow-system"
 RUNTIME_API = "trainer.kubeflow.org/v1alpha1"
 
 
+@dataclass(frozen=True)
+class TrainingOperatorArgs:
+    """Which Kubeflow Trainer release to install, and where."""
+
+    version: str = TRAINER_VERSION
+    namespace: str = TRAINER_NAMESPACE
+
+
 class TrainingOperator(pulumi.ComponentResource):
     """Kubeflow Trainer v2 (with JobSet) from its Helm chart, at a pinned version."""
 
     def __init__(
-        self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        args: TrainingOperatorArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ):
+        """The Kubernetes provider comes through `opts` (`provider=`), as for any component."""
+        args = args or TrainingOperatorArgs()
         super().__init__("mlplatform:eks:TrainingOperator", name, None, opts)
         self.release = k8s.helm.v3.Release(
             f"{name}-kubeflow-trainer",
             name="kubeflow-trainer",
             chart=TRAINER_CHART,
-            version=TRAINER_VERSION,
-            namespace=TRAINER_NAMESPACE,
+            version=args.version,
+            namespace=args.namespace,
             create_namespace=True,
             # Our runtimes are per model; the chart's stock ones would only confuse users.
             values={"runtimes": {"defaultEnabled": False}, "jobset": {"install": True}},
             atomic=True,
             cleanup_on_fail=True,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"version": TRAINER_VERSION})
+        self.register_outputs({"version": args.version})
 
 
 def train_job(model: str, namespace: str, name: str) -> dict:

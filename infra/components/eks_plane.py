@@ -6,14 +6,17 @@ what they need from the returned `EksPlane` (provider, namespaces, pools, Priori
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 
 from infra.components.cluster import ClusterArgs, EksCluster
+from infra.components.eks_training import EksTarget, PoolPlacement
 from infra.components.gpu_pools import GpuNodePool, GpuNodePoolArgs
 from infra.components.kubernetes_layer import KubernetesLayer, KubernetesLayerArgs
 from infra.config import StackConfig
+from infra.context import StackContext
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,21 @@ class EksPlane:
     cluster: EksCluster
     pools: dict[str, GpuNodePool]
     kubernetes: KubernetesLayer
+
+    def target(self, namespace: str, pool: str) -> EksTarget:
+        """Where a workload of `namespace` (training, serving) lands on `pool`."""
+        template = self.pools[pool].template
+        return EksTarget(
+            cluster_name=self.cluster.cluster_name,
+            namespace=self.kubernetes.namespaces[namespace],
+            priority_class=self.kubernetes.priority_class_names[namespace],
+            placement=PoolPlacement(template.node_selector, template.tolerations),
+        )
+
+    @property
+    def workload_options(self) -> pulumi.ResourceOptions:
+        """Options for components that declare Kubernetes objects: the cluster's provider."""
+        return pulumi.ResourceOptions(provider=self.kubernetes.provider)
 
     def outputs(self) -> dict[str, object]:
         """Stack outputs: enough for `aws eks update-kubeconfig` and for placing pods."""
@@ -46,35 +64,19 @@ class EksPlane:
 
 def build_eks_plane(
     config: StackConfig,
-    name: str,
+    context: StackContext,
     *,
-    partition: str,
     vpc_id: pulumi.Input[str],
-    private_subnet_ids: list[pulumi.Input[str]],
-    kms_key_arn: pulumi.Input[str],
-    datasets_bucket_arn: pulumi.Input[str],
+    private_subnet_ids: Sequence[pulumi.Input[str]],
 ) -> EksPlane:
     """Declare the cluster, one node group per GPU pool, and the in-cluster GPU software."""
-    settings = config.cluster
+    name = context.prefix
     cluster = EksCluster(
         name,
         ClusterArgs(
-            cluster_name=name,
-            version=settings.version,
-            region=config.region,
-            partition=partition,
+            settings=config.cluster,
+            context=context,
             subnet_ids=private_subnet_ids,
-            kms_key_arn=kms_key_arn,
-            datasets_bucket_arn=datasets_bucket_arn,
-            endpoint_public_access=settings.endpoint_public_access,
-            public_access_cidrs=settings.public_access_cidrs,
-            log_types=settings.log_types,
-            log_retention_days=settings.log_retention_days,
-            system_instance_type=settings.system_nodes.instance_type,
-            system_min_size=settings.system_nodes.min_size,
-            system_max_size=settings.system_nodes.max_size,
-            system_disk_size_gib=settings.system_nodes.disk_size_gib,
-            admin_role_arns=settings.admin_role_arns,
             # A stack that protects its data (prod) protects its cluster the same way.
             protect=config.storage.protect,
         ),
@@ -98,11 +100,10 @@ def build_eks_plane(
     kubernetes = KubernetesLayer(
         name,
         KubernetesLayerArgs(
+            settings=config.cluster,
+            context=context,
             cluster_name=cluster.cluster_name,
             kubeconfig=cluster.kubeconfig,
-            kubernetes_version=settings.version,
-            region=config.region,
-            gpu_quota=settings.gpu_quota.model_dump(),
             efa=any(pool.efa for pool in config.gpu_pools),
             depends_on=[cluster.system_node_group, *cluster.addons.values()],
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
@@ -14,10 +15,15 @@ from infra.components.cluster import pod_identity_role
 from infra.components.eks_training import (
     AWS_CLI_IMAGE,
     RUN_USER,
-    PoolPlacement,
+    EksTarget,
     restricted_security_context,
 )
-from infra.config import Model
+from infra.config import EksServing
+from infra.context import StackContext
+
+# Kubernetes specs are written in the API's own camelCase, the form kubernetes-validate checks
+# against the cluster's schemas and the provider accepts as-is; `cast` names the SDK type they
+# stand for (its ArgsDicts spell keys in snake_case).
 
 PORT = 8080
 MODEL_DIR = "/opt/ml/model"
@@ -26,18 +32,13 @@ UNPACK = "import tarfile; tarfile.open('/archive/model.tar.gz').extractall('/opt
 
 @dataclass(frozen=True)
 class EksServingArgs:
-    """A model's serving settings and the cluster and bucket its pods use."""
+    """A model's EKS serving settings, the stack, and where its pods land."""
 
-    model: Model
-    cluster_name: pulumi.Input[str]
-    namespace: pulumi.Input[str]
-    placement: PoolPlacement
-    priority_class: str
+    model_name: str
+    serving: EksServing
+    context: StackContext
+    target: EksTarget
     serving_image: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    artifacts_bucket: pulumi.Input[str]
-    artifacts_bucket_arn: pulumi.Input[str]
-    provider: k8s.Provider
 
 
 def serving_bucket_policy(model: str, artifacts_arn: str, kms_key_arn: str) -> str:
@@ -65,8 +66,8 @@ def serving_bucket_policy(model: str, artifacts_arn: str, kms_key_arn: str) -> s
 
 def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_account: str) -> dict:
     """Replicas that fetch the model, then serve it; never fewer ready than wanted."""
-    s = args.model.serving
-    labels = {"app.kubernetes.io/name": args.model.name, "app.kubernetes.io/component": "serving"}
+    s = args.serving
+    labels = {"app.kubernetes.io/name": args.model_name, "app.kubernetes.io/component": "serving"}
     gpus = {"nvidia.com/gpu": str(s.gpus_per_replica)} if s.gpus_per_replica else {}
     probe = {
         "httpGet": {"path": "/v2/health/ready", "port": "http"},
@@ -85,9 +86,9 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
             "metadata": {"labels": labels},
             "spec": {
                 "serviceAccountName": service_account,
-                "priorityClassName": args.priority_class,
-                "nodeSelector": dict(args.placement.node_selector),
-                "tolerations": [dict(x) for x in args.placement.tolerations],
+                "priorityClassName": args.target.priority_class,
+                "nodeSelector": dict(args.target.placement.node_selector),
+                "tolerations": [dict(x) for x in args.target.placement.tolerations],
                 "securityContext": {
                     "fsGroup": RUN_USER,
                     "seccompProfile": {"type": "RuntimeDefault"},
@@ -102,7 +103,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                             "aws",
                             "s3",
                             "cp",
-                            f"s3://{bucket}/models/{args.model.name}/model.tar.gz",
+                            f"s3://{bucket}/models/{args.model_name}/model.tar.gz",
                             "/archive/model.tar.gz",
                         ],
                         "env": [{"name": "HOME", "value": "/tmp"}],
@@ -165,91 +166,123 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
     }
 
 
+# The type token this component had before its token matched its class name; the alias keeps
+# `pulumi up` from replacing what a stack already has.
+_OLD_TYPE = "mlplatform:eks:ModelServer"
+
+
 class EksModelServer(pulumi.ComponentResource):
     """One model served from the GPU serving pool behind a ClusterIP Service."""
 
     service_name: str
 
     def __init__(self, name: str, args: EksServingArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mlplatform:eks:ModelServer", name, None, opts)
-        s = args.model.serving
-        model = args.model.name
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        super().__init__(
+            "mlplatform:eks:EksModelServer",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_OLD_TYPE)])
+            ),
+        )
+        s = args.serving
+        model = args.model_name
+        k8s_opts = pulumi.ResourceOptions(parent=self)
         service_account = f"{model}-serving"
         labels = {"app.kubernetes.io/name": model, "app.kubernetes.io/component": "serving"}
         account = k8s.core.v1.ServiceAccount(
             f"{name}-serving",
-            metadata={"name": service_account, "namespace": args.namespace},
+            metadata={"name": service_account, "namespace": args.target.namespace},
             opts=k8s_opts,
         )
         role = pod_identity_role(
             f"{name}-serving",
             description=f"{model} serving pods: read the model",
-            policy=pulumi.Output.all(args.artifacts_bucket_arn, args.kms_key_arn).apply(
-                lambda v: serving_bucket_policy(model, v[0], v[1])
-            ),
+            policy=pulumi.Output.all(
+                args.context.bucket_arns["artifacts"], args.context.kms_key_arn
+            ).apply(lambda v: serving_bucket_policy(model, v[0], v[1])),
             parent=self,
         )
         association = aws.eks.PodIdentityAssociation(
             f"{name}-serving",
-            cluster_name=args.cluster_name,
-            namespace=args.namespace,
+            cluster_name=args.target.cluster_name,
+            namespace=args.target.namespace,
             service_account=service_account,
             role_arn=role.arn,
             opts=pulumi.ResourceOptions(parent=role),
         )
-        metadata = {"name": model, "namespace": args.namespace, "labels": labels}
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": model,
+            "namespace": args.target.namespace,
+            "labels": labels,
+        }
         deployment = k8s.apps.v1.Deployment(
             f"{name}-serving",
             metadata=metadata,
-            spec=pulumi.Output.all(args.serving_image, args.artifacts_bucket).apply(
-                lambda v: deployment_spec(args, v[0], v[1], service_account)
+            spec=pulumi.Output.all(
+                args.serving_image, args.context.bucket_names["artifacts"]
+            ).apply(
+                lambda v: cast(
+                    k8s.apps.v1.DeploymentSpecArgsDict,
+                    deployment_spec(args, v[0], v[1], service_account),
+                )
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[account, association]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, association]),
         )
         k8s.core.v1.Service(
             f"{name}-serving",
             metadata=metadata,
-            spec={
-                "type": "ClusterIP",
-                "selector": labels,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-            },
+            spec=cast(
+                k8s.core.v1.ServiceSpecArgsDict,
+                {
+                    "type": "ClusterIP",
+                    "selector": labels,
+                    "ports": [
+                        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+                    ],
+                },
+            ),
             opts=k8s_opts,
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-serving",
             metadata=metadata,
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": model},
-                "minReplicas": s.min_instances,
-                "maxReplicas": s.max_instances,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": s.target_cpu_utilization,
+            spec=cast(
+                k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgsDict,
+                {
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": model,
+                    },
+                    "minReplicas": s.min_instances,
+                    "maxReplicas": s.max_instances,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {
+                                    "type": "Utilization",
+                                    "averageUtilization": s.target_cpu_utilization,
+                                },
                             },
-                        },
-                    }
-                ],
-                # Scale in slowly: a GPU node that leaves takes minutes to come back.
-                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[deployment]
+                        }
+                    ],
+                    # Scale in slowly: a GPU node that leaves takes minutes to come back.
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+                },
             ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-serving",
             metadata=metadata,
             # Node drains take one replica at a time; with one replica, the rollout surge covers it.
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+            spec=cast(
+                k8s.policy.v1.PodDisruptionBudgetSpecArgsDict,
+                {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+            ),
             opts=k8s_opts,
         )
         self.service_name = model

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
@@ -19,7 +20,12 @@ import pulumi_kubernetes as k8s
 
 from infra.components.cluster import pod_identity_role
 from infra.components.eks_operator import RUNTIME_API, TrainingOperator
-from infra.config import Model
+from infra.config import EksTraining
+from infra.context import StackContext
+
+# Kubernetes specs are written in the API's own camelCase, the form kubernetes-validate checks
+# against the cluster's schemas and the provider accepts as-is; `cast` names the SDK type they
+# stand for (its ArgsDicts spell keys in snake_case).
 
 # Copies checkpoints and models between pod disks and S3 (the training image has no AWS CLI).
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.26"
@@ -59,22 +65,27 @@ class PoolPlacement:
 
 
 @dataclass(frozen=True)
-class EksTrainingArgs:
-    """A model's training settings and the cluster and buckets its runs use."""
+class EksTarget:
+    """Where a workload runs on the cluster: its namespace, priority and node pool. The
+    Kubernetes provider reaches workload components through `opts` (`provider=`), as Pulumi
+    passes providers to components."""
 
-    model: Model
-    stack_name: str
-    region: str
     cluster_name: pulumi.Input[str]
     namespace: pulumi.Input[str]
-    placement: PoolPlacement
     priority_class: str
+    placement: PoolPlacement
+
+
+@dataclass(frozen=True)
+class EksTrainingArgs:
+    """A model's EKS training settings, the stack, where its runs land, and the operator."""
+
+    model_name: str
+    training: EksTraining
+    context: StackContext
+    target: EksTarget
     training_image: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    bucket_names: dict[str, pulumi.Input[str]]
-    bucket_arns: dict[str, pulumi.Input[str]]
     operator: TrainingOperator
-    provider: k8s.Provider
 
 
 def training_bucket_policy(
@@ -119,7 +130,7 @@ def node_pod_spec(
     args: EksTrainingArgs, image: str, service_account: str, dataset_claim: str, buckets: dict
 ) -> dict:
     """The pod every node of a run starts: restore, train under torchrun, sync to S3."""
-    t = args.model.training
+    t = args.training
     hyperparameters = [
         item
         for key, value in sorted(t.hyperparameters.items())
@@ -135,11 +146,11 @@ def node_pod_spec(
         },
         {
             "name": "CHECKPOINT_URI",
-            "value": f"s3://{buckets['checkpoints']}/{args.model.name}/{run}",
+            "value": f"s3://{buckets['checkpoints']}/{args.model_name}/{run}",
         },
         {
             "name": "MODEL_URI",
-            "value": f"s3://{buckets['artifacts']}/models/{args.model.name}/eks/{run}",
+            "value": f"s3://{buckets['artifacts']}/models/{args.model_name}/eks/{run}",
         },
         {"name": "HOME", "value": "/tmp"},
     ]
@@ -151,9 +162,9 @@ def node_pod_spec(
     gpus = {"nvidia.com/gpu": str(t.gpus_per_instance)} if t.gpus_per_instance else {}
     return {
         "serviceAccountName": service_account,
-        "priorityClassName": args.priority_class,
-        "nodeSelector": dict(args.placement.node_selector),
-        "tolerations": [dict(x) for x in args.placement.tolerations],
+        "priorityClassName": args.target.priority_class,
+        "nodeSelector": dict(args.target.placement.node_selector),
+        "tolerations": [dict(x) for x in args.target.placement.tolerations],
         "restartPolicy": "Never",
         "securityContext": {"fsGroup": RUN_USER, "seccompProfile": {"type": "RuntimeDefault"}},
         # Time for the final checkpoint (SIGTERM) and the sidecar's last sync.
@@ -225,16 +236,16 @@ def node_pod_spec(
 
 def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> dict:
     """The TrainingRuntime object (trainer.kubeflow.org/v1alpha1) for one model."""
-    t = args.model.training
+    t = args.training
     return {
         "apiVersion": RUNTIME_API,
         "kind": "TrainingRuntime",
         "metadata": {
-            "name": args.model.name,
+            "name": args.model_name,
             "namespace": namespace,
             "labels": {
                 "trainer.kubeflow.org/framework": "torch",
-                "mlplatform.io/model": args.model.name,
+                "mlplatform.io/model": args.model_name,
             },
         },
         "spec": {
@@ -256,7 +267,7 @@ def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> d
                                     "activeDeadlineSeconds": t.max_runtime_hours * 3600,
                                     "template": {
                                         "metadata": {
-                                            "labels": {"mlplatform.io/model": args.model.name},
+                                            "labels": {"mlplatform.io/model": args.model_name},
                                             "annotations": dict(NO_EVICTION),
                                         },
                                         "spec": pod_spec,
@@ -271,6 +282,11 @@ def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> d
     }
 
 
+# The type token this component had before its token matched its class name; the alias keeps
+# `pulumi up` from replacing what a stack already has.
+_OLD_TYPE = "mlplatform:eks:TrainingRuntime"
+
+
 class EksTrainingRuntime(pulumi.ComponentResource):
     """Dataset volume, pod identity and TrainingRuntime for one model on the cluster."""
 
@@ -279,27 +295,36 @@ class EksTrainingRuntime(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EksTrainingArgs, opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__("mlplatform:eks:TrainingRuntime", name, None, opts)
-        model = args.model.name
-        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        super().__init__(
+            "mlplatform:eks:EksTrainingRuntime",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_OLD_TYPE)])
+            ),
+        )
+        model = args.model_name
+        k8s_opts = pulumi.ResourceOptions(parent=self)
         service_account = f"{model}-training"
         k8s.core.v1.ServiceAccount(
             f"{name}-training",
-            metadata={"name": service_account, "namespace": args.namespace},
+            metadata={"name": service_account, "namespace": args.target.namespace},
             opts=k8s_opts,
         )
         role = pod_identity_role(
             f"{name}-training",
             description=f"{model} training runs: its checkpoints and model artifacts",
             policy=pulumi.Output.all(
-                args.bucket_arns["checkpoints"], args.bucket_arns["artifacts"], args.kms_key_arn
+                args.context.bucket_arns["checkpoints"],
+                args.context.bucket_arns["artifacts"],
+                args.context.kms_key_arn,
             ).apply(lambda v: training_bucket_policy(model, v[0], v[1], v[2])),
             parent=self,
         )
         aws.eks.PodIdentityAssociation(
             f"{name}-training",
-            cluster_name=args.cluster_name,
-            namespace=args.namespace,
+            cluster_name=args.target.cluster_name,
+            namespace=args.target.namespace,
             service_account=service_account,
             role_arn=role.arn,
             opts=pulumi.ResourceOptions(parent=role),
@@ -309,36 +334,46 @@ class EksTrainingRuntime(pulumi.ComponentResource):
         # read-only (the driver's own pod identity reads the datasets bucket).
         k8s.core.v1.PersistentVolume(
             f"{name}-dataset",
-            metadata={"name": f"{args.stack_name}-{model}-dataset"},
-            spec={
-                "capacity": {"storage": "1Ti"},  # required by the API; S3 ignores it
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "claimRef": {"namespace": args.namespace, "name": claim},
-                "mountOptions": ["read-only", f"region {args.region}", f"prefix {model}/"],
-                "csi": {
-                    "driver": "s3.csi.aws.com",
-                    "volumeHandle": f"{args.stack_name}-{model}-dataset",
-                    "volumeAttributes": {"bucketName": args.bucket_names["datasets"]},
+            metadata={"name": f"{args.context.prefix}-{model}-dataset"},
+            spec=cast(
+                k8s.core.v1.PersistentVolumeSpecArgsDict,
+                {
+                    "capacity": {"storage": "1Ti"},  # required by the API; S3 ignores it
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "claimRef": {"namespace": args.target.namespace, "name": claim},
+                    "mountOptions": [
+                        "read-only",
+                        f"region {args.context.region}",
+                        f"prefix {model}/",
+                    ],
+                    "csi": {
+                        "driver": "s3.csi.aws.com",
+                        "volumeHandle": f"{args.context.prefix}-{model}-dataset",
+                        "volumeAttributes": {"bucketName": args.context.bucket_names["datasets"]},
+                    },
                 },
-            },
+            ),
             opts=k8s_opts,
         )
         k8s.core.v1.PersistentVolumeClaim(
             f"{name}-dataset",
-            metadata={"name": claim, "namespace": args.namespace},
-            spec={
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": f"{args.stack_name}-{model}-dataset",
-                "resources": {"requests": {"storage": "1Ti"}},
-            },
+            metadata={"name": claim, "namespace": args.target.namespace},
+            spec=cast(
+                k8s.core.v1.PersistentVolumeClaimSpecArgsDict,
+                {
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "volumeName": f"{args.context.prefix}-{model}-dataset",
+                    "resources": {"requests": {"storage": "1Ti"}},
+                },
+            ),
             opts=k8s_opts,
         )
         body = pulumi.Output.all(
-            args.namespace,
-            args.bucket_names["checkpoints"],
-            args.bucket_names["artifacts"],
+            args.target.namespace,
+            args.context.bucket_names["checkpoints"],
+            args.context.bucket_names["artifacts"],
             args.training_image,
         ).apply(
             lambda v: training_runtime(
@@ -356,9 +391,7 @@ class EksTrainingRuntime(pulumi.ComponentResource):
             metadata=body["metadata"],
             spec=body["spec"],
             # The CRD comes with the operator's chart.
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[args.operator.release]
-            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.operator.release]),
         )
         self.runtime_name = model
         self.register_outputs({"runtimeName": model, "serviceAccount": service_account})

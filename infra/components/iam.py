@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.context import StackContext
+
 
 @dataclass(frozen=True)
 class ExecutionRoleArgs:
-    """The ARNs the role may touch; nothing outside them."""
+    """The stack (its key and buckets) and the repositories and secrets the role may read;
+    nothing outside them."""
 
-    account_id: pulumi.Input[str]
-    partition: str
-    region: str
-    bucket_arns: dict[str, pulumi.Input[str]]
-    kms_key_arn: pulumi.Input[str]
-    repository_arns: dict[str, pulumi.Input[str]]
-    secret_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    context: StackContext
+    repository_arns: Mapping[str, pulumi.Input[str]]
+    secret_arns: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
 def assume_role_policy(service: str, account_id: str) -> str:
@@ -148,28 +148,27 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
         self, name: str, args: ExecutionRoleArgs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("mlplatform:iam:SageMakerExecutionRole", name, None, opts)
+        context = args.context
         role = aws.iam.Role(
             name,
             description="SageMaker execution role scoped to this stack's buckets, key and images",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: assume_role_policy("sagemaker.amazonaws.com", account)
-            ),
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", context.account_id),
             max_session_duration=43200,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        buckets = sorted(args.bucket_arns)
+        buckets = sorted(context.bucket_arns)
         repos = sorted(args.repository_arns)
         policy = pulumi.Output.all(
-            args.account_id,
-            args.kms_key_arn,
-            [args.bucket_arns[k] for k in buckets],
+            context.account_id,
+            context.kms_key_arn,
+            [context.bucket_arns[k] for k in buckets],
             [args.repository_arns[k] for k in repos],
             list(args.secret_arns),
         ).apply(
             lambda v: execution_policy(
                 account_id=v[0],
-                partition=args.partition,
-                region=args.region,
+                partition=context.partition,
+                region=context.region,
                 kms_key_arn=v[1],
                 bucket_arns=v[2],
                 repository_arns=v[3],

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,7 @@ class StackImagesArgs:
     """Which contexts to build and where to push them."""
 
     contexts: dict[str, Path]  # image name -> build context (its Dockerfile inside)
-    repository_urls: dict[str, pulumi.Input[str]]
+    repository_urls: Mapping[str, pulumi.Input[str]]
     registry_id: pulumi.Input[str]
 
 

@@ -8,13 +8,14 @@ namespace and PriorityClass names below, which are part of the platform's contra
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import config
 from infra.components.cluster_iam import pod_identity_role
 from infra.components.gpu_pools import (
     AMI_FAMILY_LABEL,
@@ -23,6 +24,7 @@ from infra.components.gpu_pools import (
     GPU_TAINT,
     SYSTEM_NODE_SELECTOR,
 )
+from infra.context import StackContext
 
 # Workload namespaces and the PriorityClass each one's pods use (serving preempts training).
 NAMESPACES = ("training", "serving")
@@ -55,15 +57,14 @@ GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSc
 
 @dataclass(frozen=True)
 class KubernetesLayerArgs:
-    """The cluster to talk to and what to install into it."""
+    """The `mlplatform:cluster` section, the stack, the cluster to talk to, and whether any
+    GPU pool has EFA (then the EFA device plugin is installed)."""
 
+    settings: config.Cluster
+    context: StackContext
     cluster_name: pulumi.Input[str]
     kubeconfig: pulumi.Input[str]
-    kubernetes_version: str
-    region: str
-    gpu_quota: Mapping[str, int]
     efa: bool = False
-    """Whether any GPU pool has EFA: then the EFA device plugin is installed."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -220,7 +221,11 @@ class KubernetesLayer(pulumi.ComponentResource):
             k8s.core.v1.ResourceQuota(
                 f"{name}-{namespace}-gpus",
                 metadata={"name": "gpus", "namespace": created.metadata.name},
-                spec={"hard": {"requests.nvidia.com/gpu": str(args.gpu_quota.get(namespace, 0))}},
+                spec={
+                    "hard": {
+                        "requests.nvidia.com/gpu": str(getattr(args.settings.gpu_quota, namespace))
+                    }
+                },
                 opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
             )
             self.namespaces[namespace] = created.metadata.name
@@ -262,11 +267,13 @@ class KubernetesLayer(pulumi.ComponentResource):
         self.device_plugin = release(DEVICE_PLUGIN_CHART, device_plugin_values(), [])
         self.dcgm_exporter = release(DCGM_EXPORTER_CHART, dcgm_exporter_values(), [])
         if args.efa:
-            self.efa_plugin = release(EFA_PLUGIN_CHART, efa_plugin_values(args.region), [])
+            self.efa_plugin = release(EFA_PLUGIN_CHART, efa_plugin_values(args.context.region), [])
         self.autoscaler = release(
             AUTOSCALER_CHART,
             pulumi.Output.from_input(args.cluster_name).apply(
-                lambda cluster: autoscaler_values(cluster, args.region, args.kubernetes_version)
+                lambda cluster: autoscaler_values(
+                    cluster, args.context.region, args.settings.version
+                )
             ),
             [association],
         )

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import config
+from infra.context import StackContext
+
 # Interface endpoints that keep image pulls, credential exchange (STS, and EKS Pod Identity's
 # eks-auth), node-group lookups by the cluster-autoscaler (eks) and SageMaker calls private.
 INTERFACE_ENDPOINT_SERVICES = (
@@ -23,13 +26,10 @@ INTERFACE_ENDPOINT_SERVICES = (
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    """What the network needs to know: address space, zones, NAT layout, private endpoints."""
+    """The stack file's `mlplatform:network` section and the stack it belongs to."""
 
-    cidr: str
-    az_count: int
-    nat_per_zone: bool
-    private_endpoints: bool
-    region: str
+    settings: config.Network
+    context: StackContext
 
 
 def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -52,18 +52,19 @@ class Network(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        settings, region = args.settings, args.context.region
         zones = aws.get_availability_zones(state="available").names
-        if len(zones) < args.az_count:
+        if len(zones) < settings.az_count:
             raise ValueError(
-                f"{args.region} has {len(zones)} available zones; network.azCount asks for "
-                f"{args.az_count}"
+                f"{region} has {len(zones)} available zones; network.azCount asks for "
+                f"{settings.az_count}"
             )
-        zones = sorted(zones)[: args.az_count]
-        private_cidrs, public_cidrs = subnet_cidrs(args.cidr, args.az_count)
+        zones = sorted(zones)[: settings.az_count]
+        private_cidrs, public_cidrs = subnet_cidrs(settings.cidr, settings.az_count)
 
         vpc = aws.ec2.Vpc(
             name,
-            cidr_block=args.cidr,
+            cidr_block=settings.cidr,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags={"Name": name},
@@ -103,7 +104,7 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             self.public_subnet_ids.append(public.id)
-            if args.nat_per_zone or i == 0:
+            if settings.nat_gateways == "perZone" or i == 0:
                 eip = aws.ec2.Eip(
                     f"{name}-nat-{zone}",
                     domain="vpc",
@@ -150,13 +151,13 @@ class Network(pulumi.ComponentResource):
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
-            service_name=f"com.amazonaws.{args.region}.s3",
+            service_name=f"com.amazonaws.{region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[rt.id for rt in private_rts],
             tags={"Name": f"{name}-s3"},
             opts=child,
         )
-        if args.private_endpoints:
+        if settings.private_endpoints:
             endpoint_sg = aws.ec2.SecurityGroup(
                 f"{name}-endpoints",
                 vpc_id=vpc.id,
@@ -166,7 +167,7 @@ class Network(pulumi.ComponentResource):
                         "protocol": "tcp",
                         "from_port": 443,
                         "to_port": 443,
-                        "cidr_blocks": [args.cidr],
+                        "cidr_blocks": [settings.cidr],
                     }
                 ],
                 egress=[],
@@ -177,7 +178,7 @@ class Network(pulumi.ComponentResource):
                 aws.ec2.VpcEndpoint(
                     f"{name}-{service.replace('.', '-')}",
                     vpc_id=vpc.id,
-                    service_name=f"com.amazonaws.{args.region}.{service}",
+                    service_name=f"com.amazonaws.{region}.{service}",
                     vpc_endpoint_type="Interface",
                     private_dns_enabled=True,
                     subnet_ids=self.private_subnet_ids,
@@ -187,7 +188,7 @@ class Network(pulumi.ComponentResource):
                 )
 
         self.vpc_id = vpc.id
-        self.vpc_cidr = args.cidr
+        self.vpc_cidr = settings.cidr
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,

@@ -1,26 +1,29 @@
-"""Container registry: one ECR repository per image the stack builds (training, serving)."""
+"""Container registry: one ECR repository per image the stack builds."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-IMAGES = ("training", "serving")
+from infra import config
+from infra.context import StackContext
+
 # Build-cache manifests are rewritten on every build, so only they may be overwritten.
 CACHE_TAG_PATTERN = "buildcache*"
 
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    """Encryption key and retention for the stack's repositories."""
+    """The `mlplatform:registry` section, the stack, and which repositories to create."""
 
-    kms_key_arn: pulumi.Input[str]
-    keep_tagged_images: int
-    untagged_expiration_days: int
-    force_delete: bool
+    settings: config.Registry
+    context: StackContext
+    images: Sequence[str]  # repository names under `<stack prefix>/`, e.g. "digits/training"
+    force_delete: bool = False
 
 
 def lifecycle_policy(keep_tagged: int, untagged_days: int) -> str:
@@ -62,23 +65,28 @@ class Registry(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:registry:Registry", name, None, opts)
         self.repositories = {}
-        for image in IMAGES:
+        settings = args.settings
+        for image in args.images:
             repo = aws.ecr.Repository(
-                f"{name}-{image}",
+                f"{name}-{image.replace('/', '-')}",
                 name=f"{name}/{image}",
                 image_tag_mutability="IMMUTABLE_WITH_EXCLUSION",
                 image_tag_mutability_exclusion_filters=[
                     {"filter": CACHE_TAG_PATTERN, "filter_type": "WILDCARD"}
                 ],
                 image_scanning_configuration={"scan_on_push": True},
-                encryption_configurations=[{"encryption_type": "KMS", "kms_key": args.kms_key_arn}],
+                encryption_configurations=[
+                    {"encryption_type": "KMS", "kms_key": args.context.kms_key_arn}
+                ],
                 force_delete=args.force_delete,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             aws.ecr.LifecyclePolicy(
-                f"{name}-{image}",
+                f"{name}-{image.replace('/', '-')}",
                 repository=repo.name,
-                policy=lifecycle_policy(args.keep_tagged_images, args.untagged_expiration_days),
+                policy=lifecycle_policy(
+                    settings.keep_tagged_images, settings.untagged_expiration_days
+                ),
                 opts=pulumi.ResourceOptions(parent=repo),
             )
             self.repositories[image] = repo

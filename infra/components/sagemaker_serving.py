@@ -13,24 +13,22 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import instances
-from infra.config import Model
+from infra.config import SageMakerEndpoint, ServerlessEndpoint
+from infra.context import StackContext
 
 VARIANT = "AllTraffic"
 
 
 @dataclass(frozen=True)
 class ModelEndpointArgs:
-    """A model's serving settings and the stack resources its endpoint uses."""
+    """A model's SageMaker serving settings, the stack, and what the endpoint serves."""
 
-    model: Model
+    model_name: str
+    serving: SageMakerEndpoint | ServerlessEndpoint
+    context: StackContext
     endpoint_name: str
-    account_id: str
-    partition: str
-    region: str
     serving_image: pulumi.Input[str]
     execution_role_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    artifacts_bucket: pulumi.Input[str]
     model_package_group: str | None = None
 
 
@@ -43,20 +41,22 @@ class ModelEndpoint(pulumi.ComponentResource):
         self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("mlplatform:sagemaker:ModelEndpoint", name, None, opts)
-        serving = args.model.serving
+        serving = args.serving
         # New Model/config before the old is deleted: the endpoint moves over, then they go.
         replace_first = pulumi.ResourceOptions(parent=self, delete_before_replace=False)
         if serving.model_package_version and args.model_package_group:
             package = (
-                f"arn:{args.partition}:sagemaker:{args.region}:{args.account_id}:model-package/"
+                f"{args.context.arn('sagemaker', 'model-package')}/"
                 f"{args.model_package_group.lower()}/{serving.model_package_version}"
             )
-            container: dict = {"model_package_name": package}
+            container: aws.sagemaker.ModelPrimaryContainerArgsDict = {"model_package_name": package}
         else:
             container = {
                 "image": args.serving_image,
                 "model_data_url": pulumi.Output.concat(
-                    "s3://", args.artifacts_bucket, f"/models/{args.model.name}/model.tar.gz"
+                    "s3://",
+                    args.context.bucket_names["artifacts"],
+                    f"/models/{args.model_name}/model.tar.gz",
                 ),
             }
         model = aws.sagemaker.Model(
@@ -67,9 +67,12 @@ class ModelEndpoint(pulumi.ComponentResource):
             enable_network_isolation=True,
             opts=replace_first,
         )
-        variant: dict = {"variant_name": VARIANT, "model_name": model.name}
+        variant: aws.sagemaker.EndpointConfigurationProductionVariantArgsDict = {
+            "variant_name": VARIANT,
+            "model_name": model.name,
+        }
         config_args: dict = {}
-        if serving.mode == "serverless":
+        if isinstance(serving, ServerlessEndpoint):
             variant["serverless_config"] = {
                 "max_concurrency": serving.serverless_max_concurrency,
                 "memory_size_in_mb": serving.serverless_memory_mb,
@@ -80,15 +83,17 @@ class ModelEndpoint(pulumi.ComponentResource):
             )
             # SageMaker refuses a volume key on instance-store types (encrypted in hardware).
             if not instances.has_instance_storage(serving.instance_type):
-                config_args["kms_key_arn"] = args.kms_key_arn
+                config_args["kms_key_arn"] = args.context.kms_key_arn
             if serving.data_capture_percent:
                 config_args["data_capture_config"] = {
                     "enable_capture": True,
                     "initial_sampling_percentage": serving.data_capture_percent,
                     "destination_s3_uri": pulumi.Output.concat(
-                        "s3://", args.artifacts_bucket, f"/data-capture/{args.model.name}"
+                        "s3://",
+                        args.context.bucket_names["artifacts"],
+                        f"/data-capture/{args.model_name}",
                     ),
-                    "kms_key_id": args.kms_key_arn,
+                    "kms_key_id": args.context.kms_key_arn,
                     "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
                     "capture_content_type_header": {"json_content_types": ["application/json"]},
                 }
@@ -97,7 +102,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         )
         alarms = self._alarms(name, args)
         endpoint_args: dict = {}
-        if serving.mode == "instances":
+        if isinstance(serving, SageMakerEndpoint):
             # Blue/green: the new fleet takes traffic only once healthy; either alarm during
             # the bake time rolls the update back.
             endpoint_args["deployment_config"] = {
@@ -117,13 +122,13 @@ class ModelEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
             **endpoint_args,
         )
-        if serving.mode == "instances":
-            self._autoscaling(name, args, endpoint)
+        if isinstance(serving, SageMakerEndpoint):
+            self._autoscaling(name, serving, endpoint)
         self.endpoint_name = endpoint.name
         self.register_outputs({"endpointName": self.endpoint_name})
 
     def _alarms(self, name: str, args: ModelEndpointArgs) -> list[aws.cloudwatch.MetricAlarm]:
-        serving = args.model.serving
+        serving = args.serving
         dimensions = {"EndpointName": args.endpoint_name, "VariantName": VARIANT}
         errors = aws.cloudwatch.MetricAlarm(
             f"{name}-5xx",
@@ -159,9 +164,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         return [errors, latency]
 
     def _autoscaling(
-        self, name: str, args: ModelEndpointArgs, endpoint: aws.sagemaker.Endpoint
+        self, name: str, serving: SageMakerEndpoint, endpoint: aws.sagemaker.Endpoint
     ) -> None:
-        serving = args.model.serving
         target = aws.appautoscaling.Target(
             name,
             service_namespace="sagemaker",

@@ -10,24 +10,22 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.iam import assume_role_policy
-from infra.config import Model
+from infra.config import Model, SageMakerTraining
+from infra.context import StackContext
 from infra.pipeline_definition import PipelineInputs, render
 
 
 @dataclass(frozen=True)
 class TrainingPipelineArgs:
-    """A model's stack entry and the stack resources its pipeline uses."""
+    """A model's stack entry (training on SageMaker), the stack, and the images and role its
+    pipeline's steps run with."""
 
     model: Model
-    account_id: str
-    partition: str
-    region: str
+    training: SageMakerTraining
+    context: StackContext
     training_image: pulumi.Input[str]
     serving_image: pulumi.Input[str]
     execution_role_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    bucket_names: dict[str, pulumi.Input[str]]
-    bucket_arns: dict[str, pulumi.Input[str]]
 
 
 def pipeline_role_policy(
@@ -127,7 +125,7 @@ class TrainingPipeline(pulumi.ComponentResource):
     ):
         super().__init__("mlplatform:sagemaker:TrainingPipeline", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        model = args.model
+        model, context = args.model, args.context
         group = aws.sagemaker.ModelPackageGroup(
             name,
             model_package_group_name=name,
@@ -137,19 +135,19 @@ class TrainingPipeline(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-pipeline",
             description=f"Runs the {name} SageMaker pipeline's steps",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", args.account_id),
+            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", context.account_id),
             opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-pipeline",
             role=role.id,
             policy=pulumi.Output.all(
-                args.execution_role_arn, args.kms_key_arn, args.bucket_arns["artifacts"]
+                args.execution_role_arn, context.kms_key_arn, context.bucket_arns["artifacts"]
             ).apply(
                 lambda v: pipeline_role_policy(
-                    partition=args.partition,
-                    region=args.region,
-                    account_id=args.account_id,
+                    partition=context.partition,
+                    region=context.region,
+                    account_id=context.account_id,
                     group=name,
                     execution_role_arn=v[0],
                     kms_key_arn=v[1],
@@ -162,15 +160,16 @@ class TrainingPipeline(pulumi.ComponentResource):
             args.training_image,
             args.serving_image,
             args.execution_role_arn,
-            args.kms_key_arn,
-            args.bucket_names["datasets"],
-            args.bucket_names["artifacts"],
-            args.bucket_names["checkpoints"],
+            context.kms_key_arn,
+            context.bucket_names["datasets"],
+            context.bucket_names["artifacts"],
+            context.bucket_names["checkpoints"],
             group.model_package_group_name,
         ).apply(
             lambda v: render(
                 PipelineInputs(
                     model=model,
+                    training=args.training,
                     training_image=v[0],
                     serving_image=v[1],
                     role_arn=v[2],
@@ -191,7 +190,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             pipeline_definition=definition,
             opts=child,
         )
-        if model.training.schedule:
+        if args.training.schedule:
             self._schedule(name, args, pipeline)
         self.pipeline_name = pipeline.pipeline_name
         self.pipeline_arn = pipeline.arn
@@ -210,7 +209,9 @@ class TrainingPipeline(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-schedule",
             description=f"Lets EventBridge Scheduler start the {name} pipeline",
-            assume_role_policy=assume_role_policy("scheduler.amazonaws.com", args.account_id),
+            assume_role_policy=assume_role_policy(
+                "scheduler.amazonaws.com", args.context.account_id
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.iam.RolePolicy(
@@ -235,7 +236,7 @@ class TrainingPipeline(pulumi.ComponentResource):
         aws.scheduler.Schedule(
             f"{name}-schedule",
             description=f"Retrain {args.model.name}",
-            schedule_expression=args.model.training.schedule,
+            schedule_expression=args.training.schedule,
             schedule_expression_timezone="UTC",
             flexible_time_window={"mode": "OFF"},
             # Scheduler's templated SageMaker target: StartPipelineExecution on this pipeline.

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.config import PROJECT
+from infra.context import StackContext
+
 
 @dataclass(frozen=True)
 class StackSecretsArgs:
-    """Secret values by name (already decrypted by the engine) and the key to store them under."""
+    """Secret values by name (already decrypted by the engine) and the stack whose key
+    encrypts them; names are `mlplatform/<stack>/<name>`."""
 
     values: dict[str, str]
-    kms_key_arn: pulumi.Input[str]
-    prefix: str
+    context: StackContext
 
 
 class StackSecrets(pulumi.ComponentResource):
@@ -30,8 +33,8 @@ class StackSecrets(pulumi.ComponentResource):
         for key, value in sorted(args.values.items()):
             secret = aws.secretsmanager.Secret(
                 f"{name}-{key}",
-                name=f"{args.prefix}/{key}",
-                kms_key_id=args.kms_key_arn,
+                name=f"{PROJECT}/{args.context.stack}/{key}",
+                kms_key_id=args.context.kms_key_arn,
                 recovery_window_in_days=7,
                 opts=pulumi.ResourceOptions(parent=self),
             )

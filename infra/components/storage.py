@@ -8,21 +8,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import config
+from infra.context import StackContext
+
 BUCKET_PURPOSES = ("datasets", "artifacts", "checkpoints")
 
 
 @dataclass(frozen=True)
 class StorageArgs:
-    """Retention and protection settings for the stack's buckets and key."""
+    """The stack file's `mlplatform:storage` section and the stack it belongs to."""
 
-    account_id: pulumi.Input[str]
-    partition: str
-    checkpoint_expiration_days: int
-    noncurrent_version_expiration_days: int
-    abort_incomplete_multipart_days: int
-    protect: bool
-    force_destroy: bool
-    kms_deletion_window_days: int
+    settings: config.Storage
+    context: StackContext
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -53,15 +50,16 @@ class Storage(pulumi.ComponentResource):
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:storage:Storage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        kept = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        settings, context = args.settings, args.context
+        kept = pulumi.ResourceOptions(parent=self, protect=settings.protect)
 
         key = aws.kms.Key(
             name,
             description=f"{name}: encrypts datasets, models, checkpoints, images and secrets",
             enable_key_rotation=True,
-            deletion_window_in_days=args.kms_deletion_window_days,
+            deletion_window_in_days=settings.kms_deletion_window_days,
             # The account root may administer the key; everything else is granted through IAM.
-            policy=pulumi.Output.from_input(args.account_id).apply(
+            policy=pulumi.Output.from_input(context.account_id).apply(
                 lambda account: json.dumps(
                     {
                         "Version": "2012-10-17",
@@ -69,7 +67,9 @@ class Storage(pulumi.ComponentResource):
                             {
                                 "Sid": "AccountAdministers",
                                 "Effect": "Allow",
-                                "Principal": {"AWS": f"arn:{args.partition}:iam::{account}:root"},
+                                "Principal": {
+                                    "AWS": f"arn:{context.partition}:iam::{account}:root"
+                                },
                                 "Action": "kms:*",
                                 "Resource": "*",
                             }
@@ -84,7 +84,7 @@ class Storage(pulumi.ComponentResource):
         self.buckets = {}
         for purpose in BUCKET_PURPOSES:
             bucket_name = f"{name}-{purpose}"
-            bucket = aws.s3.Bucket(bucket_name, force_destroy=args.force_destroy, opts=kept)
+            bucket = aws.s3.Bucket(bucket_name, force_destroy=settings.force_destroy, opts=kept)
             bucket_opts = pulumi.ResourceOptions(parent=bucket)
             aws.s3.BucketOwnershipControls(
                 bucket_name,
@@ -129,13 +129,13 @@ class Storage(pulumi.ComponentResource):
                 # A policy write races the public-access block; order them.
                 opts=pulumi.ResourceOptions(parent=bucket, depends_on=[public_block]),
             )
-            rules = [
+            rules: list[aws.s3.BucketLifecycleConfigurationRuleArgsDict] = [
                 {
                     "id": "abort-incomplete-multipart-uploads",
                     "status": "Enabled",
                     "filter": {},
                     "abort_incomplete_multipart_upload": {
-                        "days_after_initiation": args.abort_incomplete_multipart_days
+                        "days_after_initiation": settings.abort_incomplete_multipart_days
                     },
                 },
                 {
@@ -143,7 +143,7 @@ class Storage(pulumi.ComponentResource):
                     "status": "Enabled",
                     "filter": {},
                     "noncurrent_version_expiration": {
-                        "noncurrent_days": args.noncurrent_version_expiration_days
+                        "noncurrent_days": settings.noncurrent_version_expiration_days
                     },
                 },
             ]
@@ -153,7 +153,7 @@ class Storage(pulumi.ComponentResource):
                         "id": "expire-old-checkpoints",
                         "status": "Enabled",
                         "filter": {},
-                        "expiration": {"days": args.checkpoint_expiration_days},
+                        "expiration": {"days": settings.checkpoint_expiration_days},
                     }
                 )
             aws.s3.BucketLifecycleConfiguration(

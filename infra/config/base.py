@@ -44,7 +44,7 @@ def suggest(value: str, allowed: frozenset[str] | set[str], limit: int = 5) -> s
 @cache
 def aws_regions() -> frozenset[str]:
     """Commercial, GovCloud and China regions known to this botocore release."""
-    import boto3
+    import boto3.session
 
     session = boto3.session.Session()
     regions: set[str] = set()

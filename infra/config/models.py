@@ -123,9 +123,7 @@ class SageMakerTraining(TrainingBase):
         description="`sagemaker`: a SageMaker Pipeline (train, evaluate, register); `eks`: a "
         "training-operator job template on the cluster's GPU pools.",
     )
-    instance_type: str = Field(
-        default="ml.g5.xlarge", description="An ml.* TrainingInstanceType."
-    )
+    instance_type: str = Field(default="ml.g5.xlarge", description="An ml.* TrainingInstanceType.")
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = Field(
         default=50, description="Local storage per host for data, model and checkpoints."
     )
@@ -332,9 +330,7 @@ class Model(Section):
     """One model: its name, training and serving."""
 
     name: str = Field(description="Lower-case letters, digits and -, 2-32 characters.")
-    training: Training = Field(
-        default_factory=SageMakerTraining, description="Training settings."
-    )
+    training: Training = Field(default_factory=SageMakerTraining, description="Training settings.")
     serving: Serving = Field(default_factory=SageMakerEndpoint, description="Serving settings.")
 
     @field_validator("name")

@@ -90,7 +90,9 @@ class StackConfig(Section):
         for index, model in enumerate(self.models):
             placements: list[tuple[str, str, int]] = []
             if isinstance(model.training, EksTraining):
-                placements.append(("training", model.training.pool, model.training.gpus_per_instance))
+                placements.append(
+                    ("training", model.training.pool, model.training.gpus_per_instance)
+                )
             if isinstance(model.serving, EksServing):
                 placements.append(("serving", model.serving.pool, model.serving.gpus_per_replica))
             for part, pool_name, gpus in placements:

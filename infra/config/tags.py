@@ -10,6 +10,7 @@ from infra.config.base import Section
 
 _TAG_KEY = re.compile(r"^[\w.:/=+\-@ ]{1,128}$")
 
+
 class Tags(Section):
     """Tags carried by every taggable resource; project and environment are added automatically."""
 

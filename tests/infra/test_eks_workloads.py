@@ -60,7 +60,7 @@ def check_against_crd(obj: dict, kind: str) -> None:
 
 
 def workloads(plan: Plan) -> list:
-    mine = ("mlplatform:eks:TrainingRuntime", "mlplatform:eks:ModelServer")
+    mine = ("mlplatform:eks:EksTrainingRuntime", "mlplatform:eks:EksModelServer")
     parents = {r.urn for r in plan.resources if r.type in mine}
     return [r for r in plan.resources if r.parent in parents and r.type.startswith("kubernetes:")]
 
