@@ -129,7 +129,10 @@ def test_local_nvme_instance_types_get_no_volume_key_because_sagemaker_refuses_o
             {"plane": "eks", "mode": "serverless", "pool": "l4"},
             "unknown key; it applies to plane: sagemaker only",
         ),
-        ({"mode": "serverless", "dataCapturePercent": 10}, "unknown key; it applies to plane: sagemaker, mode: instances only"),
+        (
+            {"mode": "serverless", "dataCapturePercent": 10},
+            "unknown key; it applies to plane: sagemaker, mode: instances only",
+        ),
         ({"minInstances": 4, "maxInstances": 2}, "minInstances cannot exceed maxInstances"),
         (
             {"instanceType": "ml.g5.huge"},
@@ -155,7 +158,10 @@ def test_impossible_serving_settings_are_refused_with_the_key_path(tmp_path, ser
             "unknown key; it applies to plane: sagemaker only",
         ),
         ({"schedule": "every monday"}, r"must be cron\(\.\.\.\) or rate\(\.\.\.\)"),
-        ({"instanceType": "ml.g5.xlarge", "pool": "l4"}, "unknown key; it applies to plane: eks only"),
+        (
+            {"instanceType": "ml.g5.xlarge", "pool": "l4"},
+            "unknown key; it applies to plane: eks only",
+        ),
     ],
 )
 def test_impossible_training_settings_are_refused_with_the_key_path(tmp_path, training, message):
