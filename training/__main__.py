@@ -26,7 +26,7 @@ def _prepare(argv: list[str]) -> int:
     from training.manifest import load_manifest
 
     try:
-        manifest, _ = load_manifest(args.model)
+        manifest, _ = load_manifest(args.model, check_name=False)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

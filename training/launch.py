@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
     run = resolve(paths)
     try:
         model_dir = find_model_dir(model_flag, os.environ)
-        manifest, _ = load_manifest(model_dir)
+        manifest, _ = load_manifest(model_dir, check_name=False)
         sources = _hyperparameter_sources(run, hp.parse_flags(rest))
         values = hp.resolve(manifest.train.hyperparameters, sources)
         command = launch_command(run, manifest, entry_command(manifest, os.environ))

@@ -19,6 +19,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -43,7 +44,12 @@ DEFAULT_FORMAT = {
 FORMAT_FRAMEWORK = {"torchscript": "pytorch", "tensorflow-savedmodel": "tensorflow"}
 MAX_HYPERPARAMETERS = 90  # SageMaker takes 100 per job; its SDK adds up to ~10 of its own
 
-Name = Annotated[str, AfterValidator(check_name)]
+# The pattern is for editors (the JSON schema); check_name gives the readable error.
+Name = Annotated[
+    str,
+    AfterValidator(check_name),
+    WithJsonSchema({"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}),
+]
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 
 
@@ -199,10 +205,10 @@ class ModelManifest(Schema):
             raise CrossFieldProblems(problems)
         return self
 
-    def directory_problems(self, directory: Path) -> list[Where]:
-        """The name must be the directory's; files the manifest names must be in it."""
+    def directory_problems(self, directory: Path, check_name: bool = True) -> list[Where]:
+        """Files the manifest names must be in the directory, whose name is the model's."""
         found: list[Where] = []
-        if self.name != directory.name:
+        if check_name and self.name != directory.name:
             found.append(
                 Where(("name",), self.name, "must equal the directory name", directory.name)
             )
@@ -262,14 +268,15 @@ def _serving_problems(m: ModelManifest) -> list[Where]:
     return problems
 
 
-def load_manifest(path: Path) -> tuple[ModelManifest, dict]:
+def load_manifest(path: Path, check_name: bool = True) -> tuple[ModelManifest, dict]:
     """Read and check ``path`` (a model.yaml or its directory): the manifest and its line map.
 
-    Raises ManifestError listing every problem, one line each.
+    Raises ManifestError listing every problem, one line each. ``check_name=False`` where the
+    code runs from a directory of another name (SageMaker's /opt/ml/code).
     """
     from training.manifest_errors import read_and_validate
 
-    return read_and_validate(path if path.is_file() else path / MANIFEST_FILE)
+    return read_and_validate(path if path.is_file() else path / MANIFEST_FILE, check_name)
 
 
 def check_hyperparameters(manifest: ModelManifest, values: Mapping[str, object]) -> dict[str, str]:

@@ -79,7 +79,7 @@ def format_errors(err: ValidationError, source: str, lines: dict[KeyPath, int]) 
     return [text for _, text in sorted(found, key=lambda pair: pair[0])]
 
 
-def read_and_validate(path: Path) -> tuple[ModelManifest, dict[KeyPath, int]]:
+def read_and_validate(path: Path, check_name: bool) -> tuple[ModelManifest, dict[KeyPath, int]]:
     """Read, validate and check the model directory; ManifestError lists every problem."""
     source = display_path(path)
     if not path.is_file():
@@ -97,7 +97,7 @@ def read_and_validate(path: Path) -> tuple[ModelManifest, dict[KeyPath, int]]:
     else:
         found = [
             problem(source, lines, w.path, w.value, w.why, w.allowed)
-            for w in manifest.directory_problems(path.parent)
+            for w in manifest.directory_problems(path.parent, check_name)
         ]
         if not found:
             return manifest, lines

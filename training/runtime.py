@@ -85,7 +85,7 @@ def start(argv: list[str] | None = None, manifest: Path | None = None) -> Run:
     paths, rest = split_path_flags(sys.argv[1:] if argv is None else argv)
     env = resolve(paths)
     try:
-        loaded, _ = load_manifest(manifest or find_manifest())
+        loaded, _ = load_manifest(manifest or find_manifest(), check_name=False)
         declared = loaded.train.hyperparameters
         values = hp.resolve(declared, _hyperparameter_sources(env, hp.parse_flags(rest)))
     except UserError as err:

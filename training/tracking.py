@@ -45,6 +45,7 @@ class Tracker:
         # still there); a fresh one starts a fresh curve.
         self._file = self.path.open("a" if resume else "w")
         self._mlflow: Any = None
+        self._step = 0  # the last step logged: final metrics go there, so they read as latest
         if os.environ.get("MLFLOW_TRACKING_URI"):
             self._start_mlflow(params, name)
 
@@ -70,9 +71,9 @@ class Tracker:
         self._file.flush()
         if self._mlflow is not None:
             numbers = _numbers(values)
-            step = values.get("step")
+            self._step = int(values.get("step", self._step + 1))
             try:
-                self._mlflow.log_metrics(numbers, step=int(step) if step is not None else None)
+                self._mlflow.log_metrics(numbers, step=self._step)
             except Exception as err:
                 self._give_up(err)
 
@@ -82,7 +83,7 @@ class Tracker:
         if self._mlflow is None:
             return
         try:
-            self._mlflow.log_metrics(_numbers(metrics))
+            self._mlflow.log_metrics(_numbers(metrics), step=self._step)
             if artifacts is not None and artifacts.is_dir():
                 self._mlflow.log_artifacts(str(artifacts))
             self._mlflow.end_run(status=status)
