@@ -4,6 +4,8 @@ Files are ``ckpt-<step>.pt`` in the checkpoint directory (/opt/ml/checkpoints on
 which SageMaker syncs to S3 and restores after a spot interruption). Each is written to a
 temporary name, flushed to disk and renamed, so a reader only ever sees whole files; the
 writing happens on a background thread so that the training step does not wait for the disk.
+A state is a dict of tensors and plain values saved with ``torch.save`` (torch is imported only
+when a checkpoint is written or read: a Keras or scikit-learn run never needs it).
 """
 
 from __future__ import annotations
@@ -12,16 +14,17 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
-REQUIRED_KEYS = ("model", "optimizer", "step", "epoch", "batch_in_epoch", "config")
+REQUIRED_KEYS = ("step", "epoch")
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -38,6 +41,8 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 def save_checkpoint(directory: Path, state: dict, keep: int) -> Path:
     """Write ``state`` atomically as the checkpoint for ``state['step']``; prune to ``keep``."""
+    import torch
+
     directory.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(directory, state["step"])
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
@@ -67,13 +72,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def load_latest(directory: Path) -> tuple[dict, Path] | None:
+def load_latest(
+    directory: Path, required: tuple[str, ...] = REQUIRED_KEYS
+) -> tuple[dict, Path] | None:
     """The newest checkpoint that loads, falling back past unusable ones with a warning."""
+    import torch
+
     for path in list_checkpoints(directory):
         try:
             # weights_only: a checkpoint synced from S3 is data, never code to unpickle.
             state = torch.load(path, map_location="cpu", weights_only=True)
-            missing = [k for k in REQUIRED_KEYS if k not in state]
+            missing = [k for k in required if k not in state]
             if missing:
                 raise ValueError(f"missing keys {missing}")
         except Exception as err:
@@ -94,6 +103,8 @@ def load_latest(directory: Path) -> tuple[dict, Path] | None:
 
 def _snapshot(obj: object) -> object:
     """A copy whose tensors the next optimizer step cannot change under the writer's feet."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
@@ -141,3 +152,60 @@ class CheckpointWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: its state dict and the file it came from."""
+
+    state: dict[str, Any]
+    path: Path
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state["epoch"])
+
+
+class Checkpoints:
+    """A run's checkpoints: rank 0 reads and writes; under DDP every rank gets what it read."""
+
+    def __init__(self, directory: Path, keep: int = 3, is_main: bool = True):
+        if keep < 2:
+            # One spare is what lets a corrupt newest checkpoint fall back to the previous one.
+            raise ValueError(f"keep {keep}: keep at least 2 checkpoints")
+        self.directory, self.is_main = directory, is_main
+        self.last_saved_step: int | None = None
+        self._writer = CheckpointWriter(directory, keep)
+
+    def latest(self, required: tuple[str, ...] = REQUIRED_KEYS) -> Checkpoint | None:
+        """The newest checkpoint that loads (None: start fresh)."""
+        found = [load_latest(self.directory, required) if self.is_main else None]
+        dist = _process_group()
+        if dist is not None:
+            dist.broadcast_object_list(found, src=0)
+        return Checkpoint(*found[0]) if found[0] is not None else None
+
+    def save(self, state: dict[str, Any], wait: bool = False) -> None:
+        """Write ``state`` (it needs ``step`` and ``epoch``) in the background; rank 0 only."""
+        missing = [k for k in REQUIRED_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"a checkpoint state needs the keys {missing}")
+        if self.is_main:
+            self._writer.save(state, wait=wait)
+            self.last_saved_step = int(state["step"])
+
+    def wait(self) -> None:
+        """Let the write in flight finish (re-raising its error)."""
+        self._writer.wait()
+
+
+def _process_group() -> Any:
+    """torch.distributed when a process group with several ranks is up, else None."""
+    dist = sys.modules.get("torch.distributed")  # never import torch for a run that has none
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist if dist.get_world_size() > 1 else None

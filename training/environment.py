@@ -1,16 +1,16 @@
-"""The two runtime contracts (SageMaker and torchrun/Kubernetes) reduced to one RunEnvironment.
+"""Where a run reads and writes and its place in the job: SageMaker, torchrun, EKS, a laptop.
 
-SageMaker (bring-your-own container, started as ``docker run IMAGE train``):
+SageMaker (``SAGEMAKER_BASE_DIR``, default /opt/ml)::
+
     {base}/input/config/hyperparameters.json   hyperparameters, every value a string
     {base}/input/config/resourceconfig.json    current_host, hosts, network_interface_name
-    {base}/input/data/<channel>                 the prepared dataset (channel 'training')
-    {base}/model, {base}/output/failure, {base}/checkpoints
-with ``base`` = $SAGEMAKER_BASE_DIR or /opt/ml. ``SM_*`` variables win when the SageMaker
-training toolkit set them.
+    {base}/input/data/<channel>                 one directory per channel
+    {base}/model, {base}/output/failure, {base}/output/data, {base}/checkpoints
 
-torchrun / Kubernetes: RANK, WORLD_SIZE, LOCAL_RANK (MASTER_ADDR/PORT are read by
-``init_process_group``); paths from --data-dir etc. or DATA_DIR, MODEL_DIR, CHECKPOINT_DIR,
-OUTPUT_DIR, else ./outputs/ for a developer's run.
+The SageMaker training toolkit, the platform's launcher and the EKS runtime also set ``SM_*``
+variables (``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``, ``SM_HPS``, ...), which win over the layout;
+explicit flags (``--model-dir``, ``--channel-train``) win over both. torchrun adds RANK,
+WORLD_SIZE and LOCAL_RANK. With none of these, a run writes under ./outputs and reads ./data.
 """
 
 from __future__ import annotations
@@ -20,26 +20,36 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.errors import UserError
+
 DEFAULT_BASE = "/opt/ml"
-CHANNEL = "training"
-# The port the SageMaker PyTorch toolkit uses for its own torchrun launches.
-SAGEMAKER_MASTER_PORT = 7777
 FAILURE_LIMIT = 1024  # DescribeTrainingJob shows this many characters of the failure file
+# Flags for paths (hyphens: hyperparameter names never have one) and the variables behind them.
+PATH_FLAGS = {
+    "model-dir": "SM_MODEL_DIR",
+    "output-dir": "SM_OUTPUT_DIR",
+    "output-data-dir": "SM_OUTPUT_DATA_DIR",
+    "checkpoint-dir": "CHECKPOINT_DIR",  # SageMaker has no variable: CheckpointConfig.LocalPath
+}
+CHANNEL_FLAG = "channel-"  # --channel-<name> DIR -> SM_CHANNEL_<NAME>
 
 
 @dataclass(frozen=True)
 class RunEnvironment:
-    """Where a run reads and writes, its hyperparameters, and its place in the job."""
+    """Paths, hyperparameter sources and ranks of one training process."""
 
-    platform: str  # "sagemaker" or "local" (torchrun, Kubernetes, a laptop)
-    data_dir: Path
+    platform: str  # "sagemaker" (the /opt/ml layout is there) or "local"
     model_dir: Path
-    checkpoint_dir: Path
     output_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path
+    channels: dict[str, Path] = field(default_factory=dict)  # given explicitly or by SM_*
+    data_root: Path = Path("data")  # where an unlisted channel <name> is looked for
     hyperparameters_file: Path | None = None  # SageMaker's hyperparameters.json
+    typed_hyperparameters: dict | None = None  # SM_HPS
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
@@ -60,121 +70,113 @@ class RunEnvironment:
     def under_torchrun(self) -> bool:
         return self.world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ
 
+    def channel(self, name: str) -> Path:
+        """The directory of channel ``name`` (it may not exist: the caller says what to do)."""
+        return self.channels.get(name, self.data_root / name)
+
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     value = environ.get(name, "")
     try:
         return int(value) if value else default
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise UserError(f"environment variable {name}={value!r} is not an integer") from None
 
 
-def _read_json(path: Path) -> dict:
+def _json(text: str, what: str) -> object:
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+        raise UserError(f"{what} is not valid JSON: {err}") from None
 
 
-def _count_gpus() -> int:
-    import torch  # here, not at the top: a bad hyperparameter should fail in milliseconds
-
-    return torch.cuda.device_count()
+def split_path_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Take ``--model-dir X``, ``--channel-train Y`` … out of argv; the rest are hyperparameters."""
+    paths: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        key, _, inline = argv[i].lstrip("-").partition("=")
+        if argv[i].startswith("--") and (key in PATH_FLAGS or key.startswith(CHANNEL_FLAG)):
+            if inline:
+                paths[key], i = inline, i + 1
+                continue
+            if i + 1 >= len(argv):
+                raise UserError(f"{argv[i]} needs a directory")
+            paths[key], i = argv[i + 1], i + 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    return paths, rest
 
 
 def resolve(
-    data_dir: str | None = None,
-    model_dir: str | None = None,
-    checkpoint_dir: str | None = None,
-    output_dir: str | None = None,
-    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
 ) -> RunEnvironment:
-    """Work out the run's environment; explicit arguments win, then SM_*, then generic variables."""
+    """The run's environment: flags win, then SM_* variables, then the /opt/ml layout."""
     env = os.environ if environ is None else environ
+    flags = flags or {}
     base = Path(env.get("SAGEMAKER_BASE_DIR", DEFAULT_BASE))
-    config_dir = base / "input" / "config"
-    on_sagemaker = (config_dir / "hyperparameters.json").is_file() or (
-        config_dir / "resourceconfig.json"
+    config = base / "input" / "config"
+    on_sagemaker = (config / "hyperparameters.json").is_file() or (
+        config / "resourceconfig.json"
     ).is_file()
+    local = Path("outputs")
 
-    def pick(arg: str | None, names: tuple[str, ...], sagemaker: Path, local: str) -> Path:
-        for value in (arg, *(env.get(n) for n in names)):
-            if value:
-                return Path(value)
-        return sagemaker if on_sagemaker else Path(local)
+    def pick(flag: str, sagemaker: Path, fallback: Path) -> Path:
+        value = flags.get(flag) or env.get(PATH_FLAGS[flag])
+        if value:
+            return Path(value)
+        return sagemaker if on_sagemaker else fallback
 
-    hp_file = config_dir / "hyperparameters.json"
+    output_dir = pick("output-dir", base / "output", local / "output")
+    channels = {
+        key.removeprefix("SM_CHANNEL_").lower(): Path(value)
+        for key, value in env.items()
+        if key.startswith("SM_CHANNEL_") and key != "SM_CHANNELS" and value
+    }
+    channels.update(
+        {
+            k.removeprefix(CHANNEL_FLAG): Path(v)
+            for k, v in flags.items()
+            if k.startswith(CHANNEL_FLAG)
+        }
+    )
+
     hosts: tuple[str, ...] = ()
     current_host = env.get("SM_CURRENT_HOST", "")
     interface = env.get("SM_NETWORK_INTERFACE_NAME", "")
-    if on_sagemaker:
-        rc_path = config_dir / "resourceconfig.json"
-        if rc_path.is_file():
-            resources = _read_json(rc_path)
-            hosts = tuple(resources.get("hosts", ()))
-            current_host = current_host or resources.get("current_host", "")
-            interface = interface or resources.get("network_interface_name", "")
-    if "SM_HOSTS" in env:
-        hosts = tuple(json.loads(env["SM_HOSTS"]))
+    if (config / "resourceconfig.json").is_file():
+        resources = _json((config / "resourceconfig.json").read_text(), "resourceconfig.json")
+        assert isinstance(resources, dict)
+        hosts = tuple(resources.get("hosts", ()))
+        current_host = current_host or resources.get("current_host", "")
+        interface = interface or resources.get("network_interface_name", "")
+    if env.get("SM_HOSTS"):
+        hosts = tuple(_json(env["SM_HOSTS"], "SM_HOSTS"))  # type: ignore[arg-type]
     current_host = current_host or socket.gethostname()
-    hosts = hosts or (current_host,)
-
+    typed = _json(env["SM_HPS"], "SM_HPS") if env.get("SM_HPS") else None
+    if typed is not None and not isinstance(typed, dict):
+        raise UserError(f"SM_HPS must hold a JSON object, got {type(typed).__name__}")
+    hp_file = config / "hyperparameters.json"
     return RunEnvironment(
         platform="sagemaker" if on_sagemaker else "local",
-        data_dir=pick(
-            data_dir,
-            (f"SM_CHANNEL_{CHANNEL.upper()}", "DATA_DIR"),
-            base / "input" / "data" / CHANNEL,
-            "data",
-        ),
-        model_dir=pick(model_dir, ("SM_MODEL_DIR", "MODEL_DIR"), base / "model", "outputs/model"),
-        checkpoint_dir=pick(
-            checkpoint_dir, ("CHECKPOINT_DIR",), base / "checkpoints", "outputs/checkpoints"
-        ),
-        output_dir=pick(
-            output_dir, ("SM_OUTPUT_DIR", "OUTPUT_DIR"), base / "output", "outputs/output"
-        ),
+        model_dir=pick("model-dir", base / "model", local / "model"),
+        output_dir=output_dir,
+        output_data_dir=pick("output-data-dir", base / "output" / "data", output_dir / "data"),
+        checkpoint_dir=pick("checkpoint-dir", base / "checkpoints", local / "checkpoints"),
+        channels=channels,
+        data_root=base / "input" / "data" if on_sagemaker else Path("data"),
         hyperparameters_file=hp_file if hp_file.is_file() else None,
+        typed_hyperparameters=typed,
         rank=_int(env, "RANK", 0),
         local_rank=_int(env, "LOCAL_RANK", 0),
         world_size=_int(env, "WORLD_SIZE", 1),
-        hosts=hosts,
+        hosts=hosts or (current_host,),
         current_host=current_host,
         network_interface=interface,
-        num_gpus=int(env["SM_NUM_GPUS"]) if env.get("SM_NUM_GPUS") else None,
+        num_gpus=_int(env, "SM_NUM_GPUS", 0) if env.get("SM_NUM_GPUS") else None,
     )
-
-
-def launch_command(run: RunEnvironment, argv: list[str]) -> list[str] | None:
-    """The torchrun command that fans a SageMaker job out to every GPU and host, or None.
-
-    SageMaker starts one container per host with no launcher; the same image then re-executes
-    itself under torchrun, one process per GPU, host 0 as the rendezvous master.
-    """
-    if run.platform != "sagemaker" or run.under_torchrun:
-        return None
-    procs = max(_count_gpus() if run.num_gpus is None else run.num_gpus, 1)
-    if len(run.hosts) == 1 and procs == 1:
-        return None
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={procs}"]
-    if len(run.hosts) == 1:
-        command.append("--standalone")
-    else:
-        command += [
-            f"--nnodes={len(run.hosts)}",
-            f"--node-rank={run.hosts.index(run.current_host)}",
-            f"--master-addr={run.hosts[0]}",
-            f"--master-port={SAGEMAKER_MASTER_PORT}",
-        ]
-    return [*command, "-m", "training", *argv]
-
-
-def launch_environment(run: RunEnvironment) -> dict[str, str]:
-    """Variables for the torchrun launch: NCCL must use the interface SageMaker names."""
-    env = dict(os.environ)
-    if run.network_interface:
-        env.setdefault("NCCL_SOCKET_IFNAME", run.network_interface)
-    return env
 
 
 def write_failure(run: RunEnvironment, message: str) -> None:

@@ -1,8 +1,8 @@
-"""What a run reports: metric log lines, the regexes that read them, and a terminal progress bar.
+"""What a run prints: metric log lines, the regexes that read them, and a terminal progress bar.
 
 Every metric line looks like ``metric: epoch=3 step=66 train_loss=0.1234 lr=0.0027``: one
-prefix, then space-separated ``name=value`` pairs. SageMaker scrapes the container log with
-METRIC_DEFINITIONS; a pipeline condition reads ``metrics.json`` from the model directory.
+prefix, then space-separated ``name=value`` pairs. SageMaker scrapes the container log with the
+MetricDefinitions a model declares in model.yaml (``train.metrics``, made by ``metric_regex``).
 """
 
 from __future__ import annotations
@@ -16,24 +16,26 @@ PREFIX = "metric:"
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
-def _regex(name: str) -> str:
-    # "metric:" then anything then " name=": the leading space keeps "loss" from matching
+def metric_regex(key: str) -> str:
+    """The SageMaker regex that captures ``key``'s value from a metric line."""
+    # "metric:" then anything then " key=": the leading space keeps "loss" from matching
     # inside "train_loss", using only regex syntax that SageMaker's metric parser accepts.
-    return rf"{PREFIX}.* {name}={_NUMBER}"
+    return rf"{PREFIX}.* {key}={_NUMBER}"
 
 
-# Passed as-is to SageMaker MetricDefinitions (CreateTrainingJob / the pipeline's training step).
+# The conventional keys' definitions. Models declare their own in model.yaml; infra/ reads
+# these until it takes them from the manifest (Train.metric_definitions).
 METRIC_DEFINITIONS: list[dict[str, str]] = [
-    {"Name": "train:loss", "Regex": _regex("train_loss")},
-    {"Name": "train:learning_rate", "Regex": _regex("lr")},
-    {"Name": "train:samples_per_second", "Regex": _regex("samples_per_s")},
-    {"Name": "train:step_time_ms", "Regex": _regex("step_time_ms")},
-    {"Name": "test:loss", "Regex": _regex("test_loss")},
-    {"Name": "test:accuracy", "Regex": _regex("test_accuracy")},
+    {"Name": "train:loss", "Regex": metric_regex("train_loss")},
+    {"Name": "train:learning_rate", "Regex": metric_regex("lr")},
+    {"Name": "train:samples_per_second", "Regex": metric_regex("samples_per_s")},
+    {"Name": "train:step_time_ms", "Regex": metric_regex("step_time_ms")},
+    {"Name": "test:loss", "Regex": metric_regex("test_loss")},
+    {"Name": "test:accuracy", "Regex": metric_regex("test_accuracy")},
 ]
 
 
-def format_metrics(**values: float | int) -> str:
+def format_metrics(**values: float | int | str) -> str:
     """One metric line; floats get 4 significant digits, which the regexes above capture."""
     parts = []
     for name, value in values.items():

@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import CheckpointWriter, list_checkpoints, load_latest, save_checkpoint
+from training.checkpoint import (
+    Checkpoints,
+    CheckpointWriter,
+    list_checkpoints,
+    load_latest,
+    save_checkpoint,
+)
 
 
 def _state(step: int) -> dict:
@@ -84,3 +90,20 @@ def test_a_failed_background_write_is_raised_to_the_training_thread(tmp_path: Pa
     writer.save(_state(10))
     with pytest.raises(OSError):
         writer.wait()
+
+
+def test_a_runs_checkpoints_need_step_and_epoch_and_a_spare(tmp_path: Path) -> None:
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    with pytest.raises(ValueError, match=r"needs the keys \['epoch'\]"):
+        checkpoints.save({"step": 1})
+    checkpoints.save({"step": 7, "epoch": 1, "w": torch.ones(2)})
+    checkpoints.wait()
+    latest = checkpoints.latest()
+    assert (latest.step, latest.epoch, checkpoints.last_saved_step) == (7, 1, 7)
+    with pytest.raises(ValueError, match="keep at least 2"):
+        Checkpoints(tmp_path, keep=1)
+
+
+def test_only_rank_0_writes(tmp_path: Path) -> None:
+    Checkpoints(tmp_path, is_main=False).save({"step": 1, "epoch": 0})
+    assert list_checkpoints(tmp_path) == []

@@ -1,4 +1,4 @@
-"""Prepared datasets: a manifest that pins the content, and batches that resume exactly."""
+"""The prepared format: two channels, content pinned by sha256, any shape, no pickle."""
 
 from __future__ import annotations
 
@@ -7,78 +7,106 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from training.data import (
-    DatasetError,
-    EpochBatches,
-    load_dataset,
-    prepare_digits,
-    prepare_synthetic,
-)
+from training.data import load_prepared, write_prepared
+from training.errors import DatasetError
+
+RNG = np.random.default_rng(0)
 
 
-def test_digits_are_prepared_offline_with_a_held_out_split_and_0_to_1_pixels(
-    digits_dir: Path,
+def _splits(shape: tuple[int, ...], targets: str = "int") -> dict:
+    def one(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = RNG.integers(0, 3, n) if targets == "int" else RNG.random(n)
+        return RNG.random((n, *shape)), y
+
+    return {"train": one(20), "validation": one(5), "test": one(7)}
+
+
+def test_the_train_channel_holds_train_and_validation_and_the_test_channel_only_test(
+    tmp_path: Path,
 ) -> None:
-    data = load_dataset(digits_dir)
-    assert (data.name, data.image_shape, data.num_classes) == ("digits", (1, 8, 8), 10)
-    assert (len(data.train), len(data.test)) == (1437, 360)
-    assert data.train.images.dtype == torch.float32
-    assert data.train.images.min() == 0.0 and data.train.images.max() == 1.0
+    manifests = write_prepared(
+        tmp_path, "images", "classification", ["a", "b", "c"], _splits((1, 8, 8))
+    )
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == [
+        "manifest.json", "train_x.npy", "train_y.npy", "validation_x.npy", "validation_y.npy"
+    ]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "test").iterdir()) == [
+        "manifest.json",
+        "test_x.npy",
+        "test_y.npy",
+    ]
+    assert manifests["train"]["splits"] == {"train": 20, "validation": 5}
+    train = load_prepared(tmp_path / "train")
+    assert (train.name, train.task, train.labels, train.sample_shape) == (
+        "images",
+        "classification",
+        ["a", "b", "c"],
+        (1, 8, 8),
+    )
+    assert train["train"].x.dtype == np.float32 and train["validation"].y.dtype == np.int64
+    assert len(load_prepared(tmp_path / "test")["test"]) == 7
 
 
-def test_the_manifest_hash_is_the_same_when_prepared_again(
-    digits_dir: Path, tmp_path: Path
-) -> None:
-    again = prepare_digits(tmp_path)
-    assert again["sha256"] == json.loads((digits_dir / "manifest.json").read_text())["sha256"]
-    assert load_dataset(tmp_path).sha256 == again["sha256"]
+@pytest.mark.parametrize("shape", [(28, 28, 1), (30,), (3, 4, 5, 6)])
+def test_inputs_of_any_sample_shape_round_trip(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    splits = _splits(shape)
+    write_prepared(tmp_path, "x", "classification", ["a", "b", "c"], splits)
+    loaded = load_prepared(tmp_path / "train")
+    assert loaded.sample_shape == shape
+    np.testing.assert_array_equal(loaded["train"].x, splits["train"][0].astype(np.float32))
 
 
-def test_a_changed_data_file_is_refused_by_name(digits_dir: Path, tmp_path: Path) -> None:
-    prepare_digits(tmp_path)
-    labels = np.load(tmp_path / "train_y.npy")
-    np.save(tmp_path / "train_y.npy", (labels + 1) % 10)
+def test_regression_targets_are_stored_as_float32(tmp_path: Path) -> None:
+    write_prepared(tmp_path, "r", "regression", [], _splits((4,), targets="float"))
+    assert load_prepared(tmp_path / "test")["test"].y.dtype == np.float32
+
+
+def test_classification_targets_must_be_class_indices_of_the_labels(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"targets span 0\.\.2, labels has 2"):
+        write_prepared(tmp_path, "x", "classification", ["a", "b"], _splits((4,)))
+    with pytest.raises(DatasetError, match="classification targets are class indices"):
+        write_prepared(tmp_path, "x", "classification", ["a"], _splits((4,), targets="float"))
+    with pytest.raises(DatasetError, match="want the splits train, validation, test"):
+        write_prepared(tmp_path, "x", "classification", ["a"], {"train": _splits((4,))["train"]})
+
+
+def test_the_hash_is_the_same_when_prepared_again(tmp_path: Path) -> None:
+    splits = _splits((4,))
+    first = write_prepared(tmp_path / "a", "x", "classification", ["a", "b", "c"], splits)
+    again = write_prepared(tmp_path / "b", "x", "classification", ["a", "b", "c"], splits)
+    assert first["train"]["sha256"] == again["train"]["sha256"] != first["test"]["sha256"]
+    assert load_prepared(tmp_path / "b" / "train").sha256 == first["train"]["sha256"]
+
+
+def test_a_changed_file_is_refused_by_name(tmp_path: Path) -> None:
+    write_prepared(tmp_path, "x", "classification", ["a", "b", "c"], _splits((4,)))
+    np.save(tmp_path / "train" / "train_y.npy", np.zeros(20, dtype=np.int64))
     with pytest.raises(DatasetError, match=r"train_y\.npy does not match manifest\.json"):
-        load_dataset(tmp_path)
+        load_prepared(tmp_path / "train")
 
 
 def test_a_directory_without_a_manifest_says_how_to_prepare_one(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match="python -m training prepare"):
-        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match=r"python -m training prepare --model DIR --out DATA"):
+        load_prepared(tmp_path)
 
 
-def test_synthetic_data_has_the_requested_size_and_shape(tmp_path: Path) -> None:
-    manifest = prepare_synthetic(tmp_path, samples=500, image_size=12, channels=3, classes=5)
-    data = load_dataset(tmp_path)
-    assert manifest["splits"] == {"train": 400, "test": 100}
-    assert data.image_shape == (3, 12, 12) and data.labels == [f"class_{i}" for i in range(5)]
+def test_a_pickled_array_is_never_loaded(tmp_path: Path) -> None:
+    write_prepared(tmp_path, "x", "classification", ["a", "b", "c"], _splits((4,)))
+    path = tmp_path / "test" / "test_x.npy"
+    np.save(path, np.array([{"code": 1}] * 7, dtype=object), allow_pickle=True)
+    manifest = json.loads((tmp_path / "test" / "manifest.json").read_text())
+    import hashlib
+
+    manifest["files"]["test_x.npy"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "test" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        load_prepared(tmp_path / "test")
 
 
-def _batches(sampler: EpochBatches) -> list[list[int]]:
-    return [batch.tolist() for batch in sampler]
-
-
-def test_two_ranks_together_see_exactly_the_global_batches_of_one_process() -> None:
-    single = _batches(EpochBatches(100, global_batch=8, rank=0, world_size=1, seed=5))
-    ranks = [
-        _batches(EpochBatches(100, global_batch=8, rank=r, world_size=2, seed=5)) for r in (0, 1)
-    ]
-    assert len(single) == 12 and all(len(b) == 4 for b in ranks[0] + ranks[1])
-    assert [a + b for a, b in zip(*ranks, strict=True)] == single
-
-
-def test_a_resumed_epoch_continues_with_the_next_batch_and_epochs_differ() -> None:
-    sampler = EpochBatches(100, global_batch=10, rank=0, world_size=1, seed=0)
-    sampler.set_position(epoch=2)
-    full = _batches(sampler)
-    sampler.set_position(epoch=2, start=4)
-    assert _batches(sampler) == full[4:] and len(sampler) == 6
-    sampler.set_position(epoch=3)
-    assert _batches(sampler) != full
-
-
-def test_a_global_batch_that_does_not_split_evenly_across_ranks_is_refused() -> None:
-    with pytest.raises(ValueError, match="batch_size 10 must divide by world size 4"):
-        EpochBatches(100, global_batch=10, rank=0, world_size=4, seed=0)
+def test_asking_for_a_split_the_channel_lacks_names_the_ones_it_has(tmp_path: Path) -> None:
+    write_prepared(tmp_path, "x", "classification", ["a", "b", "c"], _splits((4,)))
+    with pytest.raises(
+        DatasetError, match="this channel has the splits train, validation, not 'test'"
+    ):
+        load_prepared(tmp_path / "train")["test"]

@@ -1,101 +1,210 @@
-"""The model directory is what the server loads: TorchScript, model.json, metrics.json."""
+"""Export helpers: the model directory the server reads, with each conversion checked."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import numpy as np
+import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
 
-from training.data import load_dataset, prepare_synthetic
-from training.export import export_model
-from training.metrics import METRIC_DEFINITIONS
-from training.model import ImageClassifier
+from training.errors import ExportError, UserError
+from training.export import common, export_for
+from training.export import sklearn as sklearn_export
+from training.export import torch as torch_export
 
-if TYPE_CHECKING:
-    from conftest import RunDirs
+RNG = np.random.default_rng(0)
+# Three well-separated blobs of 2x4x4 "images": any sane model and conversion agree on them.
+CENTRES = RNG.normal(0, 3, (3, 2, 4, 4)).astype(np.float32)
+Y = RNG.integers(0, 3, 120)
+X = (CENTRES[Y] + RNG.normal(0, 0.3, (120, 2, 4, 4))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def torch_model_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        loss = nn.functional.cross_entropy(model(torch.from_numpy(X)), torch.from_numpy(Y))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    directory = tmp_path_factory.mktemp("torch-model")
+    figures = export_for(model)(
+        model,
+        directory,
+        name="blobs",
+        task="classification",
+        validation=(X, Y),
+        labels=["a", "b", "c"],
+    )
+    return directory, figures
+
+
+def test_a_torch_model_gets_torchscript_onnx_and_int8_variants_in_model_json(
+    torch_model_dir,
+) -> None:
+    directory, _ = torch_model_dir
+    assert json.loads((directory / "model.json").read_text()) == {
+        "name": "blobs",
+        "task": "classification",
+        "format": "torchscript",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 2, 4, 4]}],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]}],
+        "labels": ["a", "b", "c"],
+        "variants": {
+            "default": {"format": "torchscript", "path": "model.pt"},
+            "onnx": {"format": "onnx", "path": "model.onnx"},
+            "int8": {"format": "onnx", "path": "model-int8.onnx"},
+        },
+    }
+
+
+def test_each_variant_is_scored_on_the_validation_split_against_the_native_model(
+    torch_model_dir,
+) -> None:
+    _, figures = torch_model_dir
+    assert figures["validation_accuracy"] == 1.0
+    assert figures["onnx_accuracy_delta"] == 0.0 and figures["int8_accuracy_delta"] == 0.0
+    assert figures["onnx_validation_accuracy"] == 1.0 and figures["int8_model_bytes"] > 0
+
 
 LOAD_WITHOUT_TRAINING_CODE = """
-import sys, torch
-for path in sys.argv[1:]:
-    logits = torch.jit.load(path, map_location="cpu")(torch.rand(5, 1, 8, 8))
-    print(list(logits.shape), logits.dtype)
+import sys, numpy as np, onnxruntime as ort, torch
+x = np.random.rand(5, 2, 4, 4).astype(np.float32)
+print(list(torch.jit.load(sys.argv[1] + "/model.pt")(torch.from_numpy(x)).shape))
+for name in ("model.onnx", "model-int8.onnx"):
+    session = ort.InferenceSession(sys.argv[1] + "/" + name)
+    print(name, session.run(["logits"], {"input": x})[0].shape)
 print("training" in sys.modules)
 """
 
 
-def test_model_pt_and_int8_run_in_a_process_that_never_imports_the_training_code(
-    reference_run: RunDirs, tmp_path: Path
+def test_the_exported_files_run_in_a_process_that_never_imports_the_training_code(
+    torch_model_dir, tmp_path: Path
 ) -> None:
-    models = [str(reference_run.model_dir / name) for name in ("model.pt", "model-int8.pt")]
+    directory, _ = torch_model_dir
     result = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", LOAD_WITHOUT_TRAINING_CODE, *models],
+        [sys.executable, "-W", "ignore", "-c", LOAD_WITHOUT_TRAINING_CODE, str(directory)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[:3] == ["[5, 10] torch.float32"] * 2 + ["False"]
+    assert result.stdout.split("\n")[:4] == [
+        "[5, 3]",
+        "model.onnx (5, 3)",
+        "model-int8.onnx (5, 3)",
+        "False",
+    ]
 
 
-def test_model_json_follows_the_serving_contract(reference_run: RunDirs) -> None:
-    spec = json.loads((reference_run.model_dir / "model.json").read_text())
-    assert spec == {
-        "name": "digits",
-        "format": "torchscript",
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}],
-        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}],
-        "labels": [str(d) for d in range(10)],
+def test_onnx_as_the_torch_default_and_no_int8_when_not_asked(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(32, 3))
+    torch_export.export(
+        model,
+        tmp_path,
+        name="m",
+        task="classification",
+        validation=(X, Y),
+        default_format="onnx",
+        quantize=False,
+    )
+    spec = json.loads((tmp_path / "model.json").read_text())
+    assert spec["format"] == "onnx" and list(spec["variants"]) == ["default", "torchscript"]
+    assert (
+        spec["variants"]["default"]["path"] == "model.onnx"
+        and not (tmp_path / "model-int8.onnx").exists()
+    )
+
+
+def test_a_scikit_learn_model_gets_tensor_outputs_and_a_checked_python_variant(
+    tmp_path: Path,
+) -> None:
+    x, y = X.reshape(120, -1), Y
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    handler = tmp_path / "handler.py"
+    handler.write_text(
+        "import joblib, numpy as np\n"
+        "class Handler:\n"
+        "    def __init__(self, model_dir):\n"
+        "        self.model = joblib.load(model_dir / 'model.joblib')\n"
+        "    def predict(self, inputs):\n"
+        "        p = self.model.predict_proba(inputs['input']).astype(np.float32)\n"
+        "        return {'label': p.argmax(1), 'probabilities': p}\n"
+    )
+    out = tmp_path / "model"
+    figures = export_for(model)(
+        model,
+        out,
+        name="m",
+        task="classification",
+        validation=(x, y),
+        labels=["a", "b", "c"],
+        handler=handler,
+    )
+    spec = json.loads((out / "model.json").read_text())
+    assert spec["format"] == "onnx" and spec["variants"]["python"] == {
+        "format": "python",
+        "path": "handler.py",
+    }
+    assert spec["outputs"] == [
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+    ]
+    assert figures["onnx_accuracy_delta"] == 0.0 and figures["python_accuracy_delta"] == 0.0
+    assert {p.name for p in out.iterdir()} == {
+        "model.json",
+        "model.onnx",
+        "handler.py",
+        "model.joblib",
     }
 
 
-def test_metrics_json_has_what_a_pipeline_condition_reads(reference_run: RunDirs) -> None:
-    metrics = json.loads((reference_run.model_dir / "metrics.json").read_text())
-    for key in (
-        "accuracy",
-        "loss",
-        "throughput_samples_per_s",
-        "data_sha256",
-        "model_bytes",
-        "int8_accuracy",
-        "int8_accuracy_delta",
-        "int8_model_bytes",
-    ):
-        assert key in metrics, key
-    assert metrics["int8_model_bytes"] < metrics["model_bytes"] / 2
-    assert abs(metrics["int8_accuracy_delta"]) <= 0.02
-    assert metrics["int8_accuracy_delta"] == metrics["int8_accuracy"] - metrics["accuracy"]
+def test_python_as_the_default_format_needs_a_handler(tmp_path: Path) -> None:
+    model = LogisticRegression().fit(X.reshape(120, -1), Y)
+    with pytest.raises(ExportError, match=r"needs handler=<handler\.py>"):
+        sklearn_export.export(
+            model,
+            tmp_path,
+            name="m",
+            task="classification",
+            validation=(X.reshape(120, -1), Y),
+            default_format="python",
+        )
 
 
-def test_the_run_log_feeds_every_sagemaker_metric_definition(reference_run: RunDirs) -> None:
-    metrics = json.loads((reference_run.model_dir / "metrics.json").read_text())
-    captured = {
-        d["Name"]: [
-            float(m.group(1))
-            for line in reference_run.stdout.splitlines()
-            if (m := re.search(d["Regex"], line))
-        ]
-        for d in METRIC_DEFINITIONS
-    }
-    assert all(captured.values()), captured
-    assert captured["test:accuracy"][-1] == round(metrics["accuracy"], 4)
+def test_a_conversion_that_changes_answers_beyond_the_tolerance_fails_the_run() -> None:
+    y = np.array([0, 1, 1, 0])
+    wrong = [np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])]  # one of four differs
+    with pytest.raises(ExportError) as err:
+        common.check("onnx", "classification", native=1.0, outputs=wrong, y=y, tolerance=0.01)
+    assert str(err.value) == (
+        "the onnx export does not answer like the trained model: validation accuracy 0.7500 vs "
+        "1.0000 (delta -0.2500, tolerance 0.01). Fix the model or the conversion, or pass a "
+        "larger tolerance to run.export"
+    )
+    assert (
+        common.check("onnx", "classification", 1.0, wrong, y, tolerance=0.3)["onnx_accuracy_delta"]
+        == -0.25
+    )
 
 
-def test_shapes_and_labels_come_from_the_dataset_not_from_digits(tmp_path: Path) -> None:
-    prepare_synthetic(tmp_path / "data", samples=200, image_size=12, channels=3, classes=5)
-    data = load_dataset(tmp_path / "data")
-    figures = export_model(ImageClassifier(3, 5), data, tmp_path / "model", quantize=False)
-    spec = json.loads((tmp_path / "model" / "model.json").read_text())
-    assert spec["inputs"][0]["shape"] == [-1, 3, 12, 12]
-    assert spec["outputs"][0]["shape"] == [-1, 5] and spec["labels"][4] == "class_4"
-    assert not (tmp_path / "model" / "model-int8.pt").exists() and "int8_accuracy" not in figures
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        served = torch.jit.load(str(tmp_path / "model" / "model.pt"))
-    assert served(torch.rand(2, 3, 12, 12)).shape == (2, 5)
+def test_regression_variants_are_compared_by_r2() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    figures = common.check(
+        "onnx", "regression", native=1.0, outputs=[y[:, None]], y=y, tolerance=0.01
+    )
+    assert figures == {"onnx_validation_r2": 1.0, "onnx_r2_delta": 0.0}
+
+
+def test_a_model_of_no_known_framework_is_refused_by_name() -> None:
+    with pytest.raises(UserError, match=r"no export helper for builtins\.dict"):
+        export_for({})

@@ -1,4 +1,4 @@
-"""The reference image classifier: a small CNN sized from the dataset, not hard-coded for digits."""
+"""The digits classifier: a small CNN sized from the data, so any [N, C, H, W] images fit."""
 
 from __future__ import annotations
 
