@@ -7,26 +7,34 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra import instances
 from infra.components.budget import BudgetArgs, StackBudget
-from infra.components.eks_operator import TrainingOperator
-from infra.components.eks_plane import build_eks_plane
+from infra.components.eks_plane import EksPlane, build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
 from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime
-from infra.components.iam import ExecutionRoleArgs, SageMakerExecutionRole
-from infra.components.images import StackImages, StackImagesArgs
+from infra.components.iam import ModelRoles, ModelRolesArgs
+from infra.components.images import ModelImages, ModelImagesArgs, repositories_for
 from infra.components.network import Network, NetworkArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.sagemaker_serving import ModelEndpoint, ModelEndpointArgs
 from infra.components.sagemaker_training import TrainingPipeline, TrainingPipelineArgs
 from infra.components.secrets import StackSecrets, StackSecretsArgs
 from infra.components.storage import Storage, StorageArgs
-from infra.config import EksServing, SageMakerTraining, StackConfig
+from infra.config import (
+    EksServing,
+    EksTraining,
+    Model,
+    SageMakerEndpoint,
+    SageMakerTraining,
+    ServerlessEndpoint,
+    Serving,
+    StackConfig,
+    Training,
+)
 from infra.context import StackContext
-from infra.stackfile import PROJECT_ROOT, load_for_program
+from infra.data_layout import DataLayout
+from infra.stackfile import load_for_program
 from infra.tagging import register_stack_tags
-
-# The images every stack builds from this repository, one ECR repository each.
-IMAGES = ("training", "serving")
 
 
 def build(config: StackConfig, stack: str) -> dict[str, object]:
@@ -52,105 +60,168 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         RegistryArgs(
             settings=config.registry,
             context=context,
-            images=IMAGES,
+            images=[repo for model in config.models for repo in repositories_for(model)],
             force_delete=config.storage.force_destroy,
         ),
     )
     StackBudget(name, BudgetArgs(settings=config.budget, context=context))
     secrets = StackSecrets(name, StackSecretsArgs(values=config.secrets, context=context))
-    role = SageMakerExecutionRole(
-        f"{name}-sagemaker",
-        ExecutionRoleArgs(
-            context=context,
-            repository_arns=registry.repository_arns,
-            secret_arns=list(secrets.arns.values()),
-        ),
-    )
 
     eks = build_eks_plane(
         config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
     )
-    images = StackImages(
-        name,
-        StackImagesArgs(
-            contexts={image: PROJECT_ROOT / image for image in IMAGES},
-            repository_urls=registry.repository_urls,
-            registry_id=registry.repositories["training"].registry_id,
-        ),
-    )
-    pipelines: dict[str, TrainingPipeline] = {}
-    endpoints: dict[str, ModelEndpoint] = {}
-    servers: dict[str, EksModelServer] = {}
-    operator: TrainingOperator | None = None
-    for model in config.models:
-        model_name = context.name(model.name)
-        training, serving = model.training, model.serving
-        if isinstance(training, SageMakerTraining):
-            pipelines[model.name] = TrainingPipeline(
-                model_name,
-                TrainingPipelineArgs(
-                    model=model,
-                    training=training,
-                    context=context,
-                    training_image=images.refs["training"],
-                    serving_image=images.refs["serving"],
-                    execution_role_arn=role.role_arn,
-                ),
-            )
-        else:
-            operator = operator or TrainingOperator(name, opts=eks.workload_options)
-            EksTrainingRuntime(
-                model_name,
-                EksTrainingArgs(
-                    model_name=model.name,
-                    training=training,
-                    context=context,
-                    target=eks.target("training", training.pool),
-                    training_image=images.refs["training"],
-                    operator=operator,
-                ),
-                opts=eks.workload_options,
-            )
-        if isinstance(serving, EksServing):
-            servers[model.name] = EksModelServer(
-                model_name,
-                EksServingArgs(
-                    model_name=model.name,
-                    serving=serving,
-                    context=context,
-                    target=eks.target("serving", serving.pool),
-                    serving_image=images.refs["serving"],
-                ),
-                opts=eks.workload_options,
-            )
-        else:
-            endpoints[model.name] = ModelEndpoint(
-                model_name,
-                ModelEndpointArgs(
-                    model_name=model.name,
-                    serving=serving,
-                    context=context,
-                    endpoint_name=model_name,
-                    serving_image=images.refs["serving"],
-                    execution_role_arn=role.role_arn,
-                    model_package_group=model_name if model.name in pipelines else None,
-                ),
-            )
-
+    models = [
+        ModelStack(model, context, registry, list(secrets.arns.values()), eks)
+        for model in config.models
+    ]
     return {
-        "imageRefs": images.refs,
-        "pipelineNames": {m: p.pipeline_name for m, p in pipelines.items()},
-        "modelPackageGroups": {m: p.model_package_group_name for m, p in pipelines.items()},
-        "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
-        "kubernetesServices": {m: s.service_name for m, s in servers.items()},
+        "imageRefs": {m.name: m.images.refs for m in models},
+        "pipelineNames": {m.name: m.pipeline.pipeline_name for m in models if m.pipeline},
+        "modelPackageGroups": {
+            m.name: m.pipeline.model_package_group_name for m in models if m.pipeline
+        },
+        "endpointNames": {m.name: m.endpoint.endpoint_name for m in models if m.endpoint},
+        "kubernetesServices": {m.name: m.server.service_name for m in models if m.server},
+        "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
+        "modelRoles": {
+            m.name: {"training": m.roles.training_role_arn, "hosting": m.roles.hosting_role_arn}
+            for m in models
+        },
         **eks.outputs(),
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,
         "kmsKeyArn": storage.kms_key_arn,
         "bucketNames": storage.bucket_names,
         "repositoryUrls": registry.repository_urls,
-        "sagemakerExecutionRoleArn": role.role_arn,
     }
+
+
+class ModelStack:
+    """Everything one model entry declares: images, roles, then training and serving on the
+    planes it chooses (a plain class: the components inside are the resources' parents)."""
+
+    def __init__(
+        self,
+        model: Model,
+        context: StackContext,
+        registry: Registry,
+        secret_arns: list[pulumi.Output[str]],
+        eks: EksPlane,
+    ) -> None:
+        self.name = model.name
+        manifest, layout = model.manifest, DataLayout.of(model)
+        resource_name = context.name(model.name)
+        training, serving = model.training, model.serving
+        repositories = repositories_for(model)
+        self.images = ModelImages(
+            resource_name,
+            ModelImagesArgs(
+                model=model,
+                context=context,
+                repository_urls={r: registry.repository_urls[r] for r in repositories},
+                registry_id=registry.repositories[model.name].registry_id,
+                gpu={"training": uses_gpus(training), "serving": uses_gpus(serving)},
+            ),
+        )
+        capture = isinstance(serving, SageMakerEndpoint) and serving.data_capture_percent > 0
+        self.roles = ModelRoles(
+            resource_name,
+            ModelRolesArgs(
+                model_name=model.name,
+                context=context,
+                training=layout.training_prefixes(),
+                hosting=layout.hosting_prefixes(capture),
+                repository_arns=[registry.repository_arns[r] for r in repositories],
+                secret_arns=secret_arns,
+            ),
+        )
+        self.pipeline: TrainingPipeline | None = None
+        self.runtime: EksTrainingRuntime | None = None
+        self.endpoint: ModelEndpoint | None = None
+        self.server: EksModelServer | None = None
+        refs = self.images.refs
+        if isinstance(training, SageMakerTraining):
+            self.pipeline = TrainingPipeline(
+                resource_name,
+                TrainingPipelineArgs(
+                    model=model,
+                    training=training,
+                    context=context,
+                    layout=layout,
+                    platform_image=refs["platform"],
+                    training_image=refs["training"],
+                    serving_image=refs["serving"],
+                    source_uri=self.images.source,
+                    execution_role_arn=self.roles.training_role_arn,
+                ),
+            )
+        else:
+            self.runtime = EksTrainingRuntime(
+                resource_name,
+                EksTrainingArgs(
+                    model_name=model.name,
+                    training=training,
+                    manifest=manifest,
+                    layout=layout,
+                    context=context,
+                    target=eks.target("training", training.pool),
+                    training_image=refs["training"],
+                    operator=eks.training_operator(),
+                ),
+                opts=eks.workload_options,
+            )
+        environment = serving_environment(manifest.serve.runtime)
+        if isinstance(serving, EksServing):
+            self.server = EksModelServer(
+                resource_name,
+                EksServingArgs(
+                    model_name=model.name,
+                    serving=serving,
+                    context=context,
+                    target=eks.target("serving", serving.pool),
+                    serving_image=refs["serving"],
+                    model_data_key=layout.served_model_key,
+                    runtime=manifest.serve.runtime,
+                    environment=environment,
+                ),
+                opts=eks.workload_options,
+            )
+        else:
+            self.endpoint = ModelEndpoint(
+                resource_name,
+                ModelEndpointArgs(
+                    model_name=model.name,
+                    serving=serving,
+                    context=context,
+                    endpoint_name=resource_name,
+                    serving_image=refs["serving"],
+                    execution_role_arn=self.roles.hosting_role_arn,
+                    model_data_key=layout.served_model_key,
+                    environment=environment,
+                    capture_json_types=[c for c in manifest.serve.content_types if "json" in c],
+                    model_package_group=resource_name if self.pipeline else None,
+                ),
+            )
+
+
+def uses_gpus(part: Training | Serving) -> bool:
+    """Whether a training or serving placement runs on GPUs (picks a DLC's processor)."""
+    if isinstance(part, EksTraining):
+        return part.gpus_per_instance > 0
+    if isinstance(part, EksServing):
+        return part.gpus_per_replica > 0
+    if isinstance(part, ServerlessEndpoint):
+        return False
+    found = instances.facts(part.instance_type.removeprefix("ml."))
+    return bool(found and found.gpu_count)
+
+
+def serving_environment(runtime: str) -> dict[str, str]:
+    """Container variables a serving runtime needs: TF Serving's container serves the model
+    named like the SavedModel's directory in the archive (training.export.keras)."""
+    if runtime == "tensorflow-serving":
+        return {"SAGEMAKER_TFS_DEFAULT_MODEL_NAME": "saved_model"}
+    return {}
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from infra.config import (
     suggest,
 )
 from infra.config.base import provider_config_keys
+from infra.config.manifests import model_problems
 from infra.config.models import UNION_TAGS
 from infra.config.stack import members
 
@@ -245,6 +246,13 @@ def validate(raw: RawStack) -> StackConfig:
             if raw.config and _is_secret(path, raw) and value is not _MISSING:
                 value = SECRET_PLACEHOLDER
             problems.append(_format(raw, path, value, why, allowed))
+    if config is not None:
+        # Each model entry against its model directory and manifest (model.yaml).
+        models_key = f"{PROJECT}:models"
+        for index, model in enumerate(config.models):
+            for found in model_problems(index, model):
+                path = (models_key, *found.path)
+                problems.append(_format(raw, path, found.value, found.why, found.allowed))
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise StackConfigError(

@@ -7,11 +7,12 @@ what they need from the returned `EksPlane` (provider, namespaces, pools, Priori
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from infra.components.cluster import ClusterArgs, EksCluster
+from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_training import EksTarget, PoolPlacement
 from infra.components.gpu_pools import GpuNodePool, GpuNodePoolArgs
 from infra.components.kubernetes_layer import KubernetesLayer, KubernetesLayerArgs
@@ -19,13 +20,15 @@ from infra.config import StackConfig
 from infra.context import StackContext
 
 
-@dataclass(frozen=True)
+@dataclass
 class EksPlane:
     """The cluster and what workloads need to land on its GPU pools."""
 
+    name: str
     cluster: EksCluster
     pools: dict[str, GpuNodePool]
     kubernetes: KubernetesLayer
+    _operator: TrainingOperator | None = field(default=None, init=False, repr=False)
 
     def target(self, namespace: str, pool: str) -> EksTarget:
         """Where a workload of `namespace` (training, serving) lands on `pool`."""
@@ -36,6 +39,12 @@ class EksPlane:
             priority_class=self.kubernetes.priority_class_names[namespace],
             placement=PoolPlacement(template.node_selector, template.tolerations),
         )
+
+    def training_operator(self) -> TrainingOperator:
+        """Kubeflow Trainer, installed once, when the first model trains on the cluster."""
+        if self._operator is None:
+            self._operator = TrainingOperator(self.name, opts=self.workload_options)
+        return self._operator
 
     @property
     def workload_options(self) -> pulumi.ResourceOptions:
@@ -109,4 +118,4 @@ def build_eks_plane(
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
     )
-    return EksPlane(cluster=cluster, pools=pools, kubernetes=kubernetes)
+    return EksPlane(name=name, cluster=cluster, pools=pools, kubernetes=kubernetes)

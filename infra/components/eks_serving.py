@@ -4,7 +4,8 @@ on the GPU serving pool, with the model fetched from the artifacts bucket at sta
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import cast
 
 import pulumi
@@ -39,6 +40,9 @@ class EksServingArgs:
     context: StackContext
     target: EksTarget
     serving_image: pulumi.Input[str]
+    model_data_key: str  # the model archive it serves, in the artifacts bucket
+    runtime: str = "platform"  # platform (our server) | tensorflow-serving | image
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 def serving_bucket_policy(model: str, artifacts_arn: str, kms_key_arn: str) -> str:
@@ -69,8 +73,15 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
     s = args.serving
     labels = {"app.kubernetes.io/name": args.model_name, "app.kubernetes.io/component": "serving"}
     gpus = {"nvidia.com/gpu": str(s.gpus_per_replica)} if s.gpus_per_replica else {}
+    # Our server answers the Open Inference Protocol's health routes; other runtimes (TF
+    # Serving's SageMaker container, a model's own image) the SageMaker contract's /ping.
+    ready, live = (
+        ("/v2/health/ready", "/v2/health/live")
+        if args.runtime == "platform"
+        else ("/ping", "/ping")
+    )
     probe = {
-        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "httpGet": {"path": ready, "port": "http"},
         "periodSeconds": 5,
         "failureThreshold": 3,
     }
@@ -103,7 +114,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                             "aws",
                             "s3",
                             "cp",
-                            f"s3://{bucket}/models/{args.model_name}/model.tar.gz",
+                            f"s3://{bucket}/{args.model_data_key}",
                             "/archive/model.tar.gz",
                         ],
                         "env": [{"name": "HOME", "value": "/tmp"}],
@@ -132,18 +143,20 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                         "env": [
                             {"name": "MODEL_DIR", "value": MODEL_DIR},
                             {"name": "SERVING_PORT", "value": str(PORT)},
+                            {"name": "SAGEMAKER_BIND_TO_PORT", "value": str(PORT)},
+                            *({"name": k, "value": v} for k, v in sorted(args.environment.items())),
                         ],
                         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
                         "readinessProbe": probe,
                         "livenessProbe": {
                             **probe,
-                            "httpGet": {"path": "/v2/health/live", "port": "http"},
+                            "httpGet": {"path": live, "port": "http"},
                             "failureThreshold": 6,
                         },
                         # The model loads and warms up before readiness; allow it 5 minutes.
                         "startupProbe": {
                             **probe,
-                            "httpGet": {"path": "/v2/health/live", "port": "http"},
+                            "httpGet": {"path": live, "port": "http"},
                             "failureThreshold": 60,
                         },
                         "resources": {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pulumi
 import pulumi_aws as aws
@@ -22,6 +22,10 @@ from infra.components.cluster import pod_identity_role
 from infra.components.eks_operator import RUNTIME_API, TrainingOperator
 from infra.config import EksTraining
 from infra.context import StackContext
+from infra.data_layout import DataLayout
+
+if TYPE_CHECKING:
+    from training.manifest import ModelManifest
 
 # Kubernetes specs are written in the API's own camelCase, the form kubernetes-validate checks
 # against the cluster's schemas and the provider accepts as-is; `cast` names the SDK type they
@@ -29,7 +33,9 @@ from infra.context import StackContext
 
 # Copies checkpoints and models between pod disks and S3 (the training image has no AWS CLI).
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.26"
-RUN_USER = 10001  # the unprivileged user of the training image
+RUN_USER = 10001  # the unprivileged user of the platform image
+CODE_DIR = "/opt/ml/code"  # the model's code in its platform image (its WORKDIR)
+DATA_DIR = "/data"  # channels are mounted at /data/<channel>
 NO_EVICTION = {
     "karpenter.sh/do-not-disrupt": "true",
     "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
@@ -82,6 +88,8 @@ class EksTrainingArgs:
 
     model_name: str
     training: EksTraining
+    manifest: ModelManifest
+    layout: DataLayout
     context: StackContext
     target: EksTarget
     training_image: pulumi.Input[str]
@@ -126,16 +134,39 @@ def training_bucket_policy(
     )
 
 
-def node_pod_spec(
-    args: EksTrainingArgs, image: str, service_account: str, dataset_claim: str, buckets: dict
-) -> dict:
-    """The pod every node of a run starts: restore, train under torchrun, sync to S3."""
-    t = args.training
-    hyperparameters = [
-        item
-        for key, value in sorted(t.hyperparameters.items())
-        for item in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))
+def entry_command(manifest: ModelManifest) -> list[str]:
+    """The model's training entry point in the image (code at /opt/ml/code, its WORKDIR); under
+    torchrun when the model fans out (torchrun reads nodes, rank and rendezvous from the PET_*
+    variables Kubeflow Trainer sets)."""
+    train = manifest.train
+    if train.command:
+        return list(train.command)
+    target = ["-m", train.module] if train.module else [f"{CODE_DIR}/{train.entry_point}"]
+    return ["torchrun", *target] if train.distribution == "torchrun" else ["python", *target]
+
+
+def contract_env(args: EksTrainingArgs) -> list[dict[str, str]]:
+    """The SageMaker training contract's variables, so the model's script runs unchanged."""
+    channels = [c.name for c in args.layout.channels]
+    return [
+        {
+            "name": "SM_HPS",
+            "value": json.dumps(dict(sorted(args.training.hyperparameters.items()))),
+        },
+        {"name": "SM_CHANNELS", "value": json.dumps(channels)},
+        *({"name": f"SM_CHANNEL_{c.upper()}", "value": f"{DATA_DIR}/{c}"} for c in channels),
+        {"name": "SM_MODEL_DIR", "value": "/model"},
+        {"name": "SM_OUTPUT_DATA_DIR", "value": "/tmp/output/data"},
+        {"name": "SM_OUTPUT_DIR", "value": "/tmp/output"},
+        {"name": "CHECKPOINT_DIR", "value": "/checkpoints"},
     ]
+
+
+def node_pod_spec(
+    args: EksTrainingArgs, image: str, service_account: str, claims: dict[str, str], buckets: dict
+) -> dict:
+    """The pod every node of a run starts: restore, train the model's entry point, sync to S3."""
+    t = args.training
     run = "$(TRAIN_JOB_NAME)"
     env = [
         {
@@ -146,11 +177,11 @@ def node_pod_spec(
         },
         {
             "name": "CHECKPOINT_URI",
-            "value": f"s3://{buckets['checkpoints']}/{args.model_name}/{run}",
+            "value": f"s3://{buckets['checkpoints']}/{args.layout.checkpoints_prefix}{run}",
         },
         {
             "name": "MODEL_URI",
-            "value": f"s3://{buckets['artifacts']}/models/{args.model_name}/eks/{run}",
+            "value": f"s3://{buckets['artifacts']}/{args.layout.artifacts_prefix}eks/{run}",
         },
         {"name": "HOME", "value": "/tmp"},
     ]
@@ -198,19 +229,14 @@ def node_pod_spec(
             {
                 "name": "node",
                 "image": image,
-                # torchrun takes nodes, rank and rendezvous from the PET_* variables Trainer sets.
-                "command": ["torchrun", "-m", "training"],
-                "args": ["train", *hyperparameters],
-                "env": [
-                    *env,
-                    {"name": "DATA_DIR", "value": "/data"},
-                    {"name": "MODEL_DIR", "value": "/model"},
-                    {"name": "CHECKPOINT_DIR", "value": "/checkpoints"},
-                    {"name": "OUTPUT_DIR", "value": "/tmp/output"},
-                ],
+                "command": entry_command(args.manifest),
+                "env": [*env, *contract_env(args)],
                 "volumeMounts": [
                     *mounts,
-                    {"name": "dataset", "mountPath": "/data", "readOnly": True},
+                    *(
+                        {"name": f"channel-{c}", "mountPath": f"{DATA_DIR}/{c}", "readOnly": True}
+                        for c in claims
+                    ),
                     {"name": "shm", "mountPath": "/dev/shm"},
                 ],
                 "resources": {
@@ -221,10 +247,13 @@ def node_pod_spec(
             }
         ],
         "volumes": [
-            {
-                "name": "dataset",
-                "persistentVolumeClaim": {"claimName": dataset_claim, "readOnly": True},
-            },
+            *(
+                {
+                    "name": f"channel-{c}",
+                    "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+                }
+                for c, claim in claims.items()
+            ),
             {"name": "checkpoints", "emptyDir": {}},
             {"name": "model", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
@@ -232,6 +261,16 @@ def node_pod_spec(
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
         ],
     }
+
+
+def ml_policy(args: EksTrainingArgs) -> dict:
+    """Trainer's torch policy (PET_* rendezvous variables for torchrun) for models that fan out
+    under torchrun, one process per GPU (`auto`) or one on CPU nodes (not one per core); a plain
+    policy for the rest (scikit-learn, Keras: one process per node)."""
+    policy: dict = {"numNodes": args.training.instance_count}
+    if args.manifest.train.distribution == "torchrun":
+        policy["torch"] = {"numProcPerNode": "auto" if args.training.gpus_per_instance else 1}
+    return policy
 
 
 def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> dict:
@@ -244,12 +283,12 @@ def training_runtime(args: EksTrainingArgs, pod_spec: dict, namespace: str) -> d
             "name": args.model_name,
             "namespace": namespace,
             "labels": {
-                "trainer.kubeflow.org/framework": "torch",
+                "trainer.kubeflow.org/framework": args.manifest.framework,
                 "mlplatform.io/model": args.model_name,
             },
         },
         "spec": {
-            "mlPolicy": {"numNodes": t.instance_count, "torch": {}},
+            "mlPolicy": ml_policy(args),
             "template": {
                 "spec": {
                     # Spot reclaims and node failures restart the run, which resumes from S3.
@@ -329,47 +368,52 @@ class EksTrainingRuntime(pulumi.ComponentResource):
             role_arn=role.arn,
             opts=pulumi.ResourceOptions(parent=role),
         )
-        claim = f"{model}-dataset"
-        # Static provisioning with the Mountpoint S3 CSI driver: the model's dataset prefix,
-        # read-only (the driver's own pod identity reads the datasets bucket).
-        k8s.core.v1.PersistentVolume(
-            f"{name}-dataset",
-            metadata={"name": f"{args.context.prefix}-{model}-dataset"},
-            spec=cast(
-                k8s.core.v1.PersistentVolumeSpecArgsDict,
-                {
-                    "capacity": {"storage": "1Ti"},  # required by the API; S3 ignores it
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "claimRef": {"namespace": args.target.namespace, "name": claim},
-                    "mountOptions": [
-                        "read-only",
-                        f"region {args.context.region}",
-                        f"prefix {model}/",
-                    ],
-                    "csi": {
-                        "driver": "s3.csi.aws.com",
-                        "volumeHandle": f"{args.context.prefix}-{model}-dataset",
-                        "volumeAttributes": {"bucketName": args.context.bucket_names["datasets"]},
+        claims: dict[str, str] = {}
+        for channel in args.layout.channels:
+            # Static provisioning with the Mountpoint S3 CSI driver: the channel's prefix,
+            # read-only (the driver's own pod identity reads the datasets bucket).
+            volume = f"{args.context.prefix}-{model}-{channel.name}"
+            claim = claims[channel.name] = f"{model}-{channel.name}".replace("_", "-")
+            k8s.core.v1.PersistentVolume(
+                f"{name}-{channel.name}",
+                metadata={"name": volume.replace("_", "-")},
+                spec=cast(
+                    k8s.core.v1.PersistentVolumeSpecArgsDict,
+                    {
+                        "capacity": {"storage": "1Ti"},  # required by the API; S3 ignores it
+                        "accessModes": ["ReadOnlyMany"],
+                        "storageClassName": "",
+                        "claimRef": {"namespace": args.target.namespace, "name": claim},
+                        "mountOptions": [
+                            "read-only",
+                            f"region {args.context.region}",
+                            f"prefix {channel.prefix}",
+                        ],
+                        "csi": {
+                            "driver": "s3.csi.aws.com",
+                            "volumeHandle": volume.replace("_", "-"),
+                            "volumeAttributes": {
+                                "bucketName": args.context.bucket_names["datasets"]
+                            },
+                        },
                     },
-                },
-            ),
-            opts=k8s_opts,
-        )
-        k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-dataset",
-            metadata={"name": claim, "namespace": args.target.namespace},
-            spec=cast(
-                k8s.core.v1.PersistentVolumeClaimSpecArgsDict,
-                {
-                    "accessModes": ["ReadOnlyMany"],
-                    "storageClassName": "",
-                    "volumeName": f"{args.context.prefix}-{model}-dataset",
-                    "resources": {"requests": {"storage": "1Ti"}},
-                },
-            ),
-            opts=k8s_opts,
-        )
+                ),
+                opts=k8s_opts,
+            )
+            k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-{channel.name}",
+                metadata={"name": claim, "namespace": args.target.namespace},
+                spec=cast(
+                    k8s.core.v1.PersistentVolumeClaimSpecArgsDict,
+                    {
+                        "accessModes": ["ReadOnlyMany"],
+                        "storageClassName": "",
+                        "volumeName": volume.replace("_", "-"),
+                        "resources": {"requests": {"storage": "1Ti"}},
+                    },
+                ),
+                opts=k8s_opts,
+            )
         body = pulumi.Output.all(
             args.target.namespace,
             args.context.bucket_names["checkpoints"],
@@ -379,7 +423,7 @@ class EksTrainingRuntime(pulumi.ComponentResource):
             lambda v: training_runtime(
                 args,
                 node_pod_spec(
-                    args, v[3], service_account, claim, {"checkpoints": v[1], "artifacts": v[2]}
+                    args, v[3], service_account, claims, {"checkpoints": v[1], "artifacts": v[2]}
                 ),
                 v[0],
             )

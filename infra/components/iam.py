@@ -1,29 +1,41 @@
-"""IAM: the SageMaker execution role, scoped to this stack's buckets, key and repositories."""
+"""IAM for SageMaker, per model: a training role and a hosting role, each scoped to that model.
+
+The training role runs the model's training, tuning and processing jobs (prepare, evaluate): it
+reads the model's channels and code, writes its artifacts and checkpoints. The hosting role runs
+its endpoint: it reads only the model's artifacts (and writes captured data when capture is on).
+Both trust SageMaker only on behalf of this account, in the ARN forms SageMaker sets for each use
+(confused-deputy guard, https://docs.aws.amazon.com/sagemaker/latest/dg/security-confused-deputy-prevention.html).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.context import StackContext
 
-
-@dataclass(frozen=True)
-class ExecutionRoleArgs:
-    """The stack (its key and buckets) and the repositories and secrets the role may read;
-    nothing outside them."""
-
-    context: StackContext
-    repository_arns: Mapping[str, pulumi.Input[str]]
-    secret_arns: Sequence[pulumi.Input[str]] = field(default_factory=list)
+# The aws:SourceArn SageMaker sets when it assumes an execution role, by use (the page above):
+# jobs carry their own ARN; every inference kind (real-time, serverless, async) carries exactly
+# the account-wide form, never a model or endpoint ARN.
+JOB_SOURCE_ARNS = ("training-job/*", "processing-job/*", "hyper-parameter-tuning-job/*")
+HOSTING_SOURCE_ARN = "*"
 
 
-def assume_role_policy(service: str, account_id: str) -> str:
-    """Trust `service`, but only on behalf of this account (confused-deputy guard)."""
+def assume_role_policy(
+    service: str, account_id: str, source_arns: Sequence[str] = (), *, like: bool = True
+) -> str:
+    """Trust `service` only on behalf of this account and, where the service documents the
+    form it sets, only for these source ARNs (confused-deputy guard)."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    if source_arns:
+        operator = "ArnLike" if like else "ArnEquals"
+        arns = list(source_arns)
+        condition[operator] = {"aws:SourceArn": arns[0] if len(arns) == 1 else arns}
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -32,52 +44,100 @@ def assume_role_policy(service: str, account_id: str) -> str:
                     "Effect": "Allow",
                     "Principal": {"Service": service},
                     "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                    "Condition": condition,
                 }
             ],
         }
     )
 
 
-def execution_policy(
+@dataclass(frozen=True)
+class Prefixes:
+    """What one model may touch in the stack's buckets, as `<bucket role>/<key prefix>` pairs."""
+
+    read: Sequence[tuple[str, str]] = ()
+    write: Sequence[tuple[str, str]] = ()
+    external_read: Sequence[str] = ()  # s3://bucket/prefix the stack allows on purpose
+
+
+def _object_arns(bucket_arns: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> list[str]:
+    return sorted({f"{bucket_arns[b]}/{prefix}*" for b, prefix in pairs})
+
+
+def _external_arns(uris: Sequence[str], partition: str) -> tuple[list[str], list[str]]:
+    buckets, objects = set(), set()
+    for uri in uris:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        buckets.add(f"arn:{partition}:s3:::{bucket}")
+        objects.add(f"arn:{partition}:s3:::{bucket}/{prefix}*")
+    return sorted(buckets), sorted(objects)
+
+
+def model_policy(
     *,
-    account_id: str,
+    context_arns: Mapping[str, str],
     partition: str,
     region: str,
-    bucket_arns: list[str],
+    account_id: str,
     kms_key_arn: str,
-    repository_arns: list[str],
-    secret_arns: list[str],
+    prefixes: Prefixes,
+    repository_arns: Sequence[str],
+    secret_arns: Sequence[str] = (),
 ) -> str:
-    """Least privilege for SageMaker training, processing and hosting of this stack."""
-    statements = [
+    """Least privilege for one model's SageMaker jobs or endpoint: its prefixes, key, images."""
+    touched = {b for b, _ in (*prefixes.read, *prefixes.write)}
+    listed = {
+        b: sorted({p for bb, p in (*prefixes.read, *prefixes.write) if bb == b}) for b in touched
+    }
+    statements: list[dict[str, Any]] = [
         {
-            "Sid": "ListStackBuckets",
+            "Sid": f"List{bucket.capitalize()}Prefixes",
             "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": bucket_arns,
-        },
-        {
-            "Sid": "ReadWriteStackObjects",
-            "Effect": "Allow",
-            "Action": [
-                "s3:GetObject",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload",
-            ],
-            "Resource": [f"{arn}/*" for arn in bucket_arns],
-        },
+            "Action": ["s3:ListBucket"],
+            "Resource": [context_arns[bucket]],
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in listed[bucket]]}},
+        }
+        for bucket in sorted(touched)
+    ]
+    if prefixes.read:
+        statements.append(
+            {
+                "Sid": "ReadModelObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": _object_arns(context_arns, [*prefixes.read, *prefixes.write]),
+            }
+        )
+    if prefixes.write:
+        statements.append(
+            {
+                "Sid": "WriteModelObjects",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": _object_arns(context_arns, prefixes.write),
+            }
+        )
+    if prefixes.external_read:
+        buckets, objects = _external_arns(prefixes.external_read, partition)
+        statements += [
+            {
+                "Sid": "ListExternalChannels",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": buckets,
+            },
+            {
+                "Sid": "ReadExternalChannels",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": objects,
+            },
+        ]
+    statements += [
         {
             "Sid": "UseStackKey",
             "Effect": "Allow",
-            "Action": [
-                "kms:Decrypt",
-                "kms:Encrypt",
-                "kms:GenerateDataKey*",
-                "kms:ReEncrypt*",
-                "kms:DescribeKey",
-            ],
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
             "Resource": [kms_key_arn],
         },
         {
@@ -89,14 +149,14 @@ def execution_policy(
             "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
         },
         {
-            "Sid": "PullStackImages",
+            "Sid": "PullModelImages",
             "Effect": "Allow",
             "Action": [
                 "ecr:BatchGetImage",
                 "ecr:GetDownloadUrlForLayer",
                 "ecr:BatchCheckLayerAvailability",
             ],
-            "Resource": repository_arns,
+            "Resource": sorted(repository_arns),
         },
         {
             # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
@@ -133,52 +193,84 @@ def execution_policy(
                 "Sid": "ReadStackSecrets",
                 "Effect": "Allow",
                 "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": secret_arns,
+                "Resource": sorted(secret_arns),
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-class SageMakerExecutionRole(pulumi.ComponentResource):
-    """The role SageMaker jobs and endpoints of this stack run as."""
+@dataclass(frozen=True)
+class ModelRolesArgs:
+    """One model's name, the stack, what its jobs and endpoint may touch, and its images."""
 
-    role_arn: pulumi.Output[str]
+    model_name: str
+    context: StackContext
+    training: Prefixes
+    hosting: Prefixes
+    repository_arns: Sequence[pulumi.Input[str]]
+    secret_arns: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
-    def __init__(
-        self, name: str, args: ExecutionRoleArgs, opts: pulumi.ResourceOptions | None = None
-    ):
-        super().__init__("mlplatform:iam:SageMakerExecutionRole", name, None, opts)
+
+class ModelRoles(pulumi.ComponentResource):
+    """A model's SageMaker training role (jobs) and hosting role (its endpoint)."""
+
+    training_role_arn: pulumi.Output[str]
+    hosting_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelRolesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlplatform:iam:ModelRoles", name, None, opts)
         context = args.context
-        role = aws.iam.Role(
-            name,
-            description="SageMaker execution role scoped to this stack's buckets, key and images",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", context.account_id),
-            max_session_duration=43200,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        buckets = sorted(context.bucket_arns)
-        repos = sorted(args.repository_arns)
-        policy = pulumi.Output.all(
-            context.account_id,
-            context.kms_key_arn,
-            [context.bucket_arns[k] for k in buckets],
-            [args.repository_arns[k] for k in repos],
-            list(args.secret_arns),
-        ).apply(
-            lambda v: execution_policy(
-                account_id=v[0],
-                partition=context.partition,
-                region=context.region,
-                kms_key_arn=v[1],
-                bucket_arns=v[2],
-                repository_arns=v[3],
-                secret_arns=v[4],
+        uses = {
+            "training": (
+                f"SageMaker training, tuning and processing jobs of {args.model_name}",
+                [context.arn("sagemaker", arn) for arn in JOB_SOURCE_ARNS],
+                args.training,
+                args.secret_arns,
+            ),
+            "hosting": (
+                f"SageMaker endpoints of {args.model_name} (read-only on its artifacts)",
+                [context.arn("sagemaker", HOSTING_SOURCE_ARN)],
+                args.hosting,
+                [],
+            ),
+        }
+        arns: dict[str, pulumi.Output[str]] = {}
+        for use, (description, sources, prefixes, secrets) in uses.items():
+            role = aws.iam.Role(
+                f"{name}-{use}",
+                description=description,
+                assume_role_policy=assume_role_policy(
+                    "sagemaker.amazonaws.com", context.account_id, sources
+                ),
+                max_session_duration=43200,
+                opts=pulumi.ResourceOptions(parent=self),
             )
+            policy = pulumi.Output.all(
+                context.kms_key_arn,
+                {k: v for k, v in context.bucket_arns.items()},
+                list(args.repository_arns),
+                list(secrets),
+            ).apply(
+                lambda v, p=prefixes: model_policy(
+                    context_arns=v[1],
+                    partition=context.partition,
+                    region=context.region,
+                    account_id=context.account_id,
+                    kms_key_arn=v[0],
+                    prefixes=p,
+                    repository_arns=v[2],
+                    secret_arns=v[3],
+                )
+            )
+            aws.iam.RolePolicy(
+                f"{name}-{use}",
+                role=role.id,
+                policy=policy,
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+            arns[use] = role.arn
+        self.training_role_arn = arns["training"]
+        self.hosting_role_arn = arns["hosting"]
+        self.register_outputs(
+            {"trainingRoleArn": self.training_role_arn, "hostingRoleArn": self.hosting_role_arn}
         )
-        aws.iam.RolePolicy(
-            name, role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=role)
-        )
-        self.role = role
-        self.role_arn = role.arn
-        self.role_name = role.name
-        self.register_outputs({"roleArn": self.role_arn})

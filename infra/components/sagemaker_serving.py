@@ -7,7 +7,8 @@ name and switches to the new configuration in place, so the live endpoint is nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -28,7 +29,10 @@ class ModelEndpointArgs:
     context: StackContext
     endpoint_name: str
     serving_image: pulumi.Input[str]
-    execution_role_arn: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]  # the model's hosting role
+    model_data_key: str  # what it serves without a registered version (`mlplatform publish`)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    capture_json_types: Sequence[str] = ("application/json",)
     model_package_group: str | None = None
 
 
@@ -64,7 +68,9 @@ class ModelEndpoint(pulumi.ComponentResource):
             execution_role_arn=args.execution_role_arn,
             primary_container=container,
             # The server needs no network: SageMaker fetches the model and relays requests.
-            enable_network_isolation=True,
+            # Serverless endpoints refuse network isolation (AWS restriction, see
+            # https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html).
+            enable_network_isolation=not isinstance(serving, ServerlessEndpoint),
             opts=replace_first,
         )
         variant: aws.sagemaker.EndpointConfigurationProductionVariantArgsDict = {
@@ -95,7 +101,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                     ),
                     "kms_key_id": args.context.kms_key_arn,
                     "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
-                    "capture_content_type_header": {"json_content_types": ["application/json"]},
+                    "capture_content_type_header": {
+                        "json_content_types": list(args.capture_json_types)
+                    },
                 }
         config = aws.sagemaker.EndpointConfiguration(
             name, production_variants=[variant], opts=replace_first, **config_args

@@ -12,19 +12,23 @@ import pulumi_aws as aws
 from infra.components.iam import assume_role_policy
 from infra.config import Model, SageMakerTraining
 from infra.context import StackContext
+from infra.data_layout import DataLayout
 from infra.pipeline_definition import PipelineInputs, render
 
 
 @dataclass(frozen=True)
 class TrainingPipelineArgs:
-    """A model's stack entry (training on SageMaker), the stack, and the images and role its
-    pipeline's steps run with."""
+    """A model's stack entry (training on SageMaker), the stack, and the images, code and role
+    its pipeline's steps run with."""
 
     model: Model
     training: SageMakerTraining
     context: StackContext
+    layout: DataLayout
+    platform_image: pulumi.Input[str]
     training_image: pulumi.Input[str]
     serving_image: pulumi.Input[str]
+    source_uri: pulumi.Input[str] | None
     execution_role_arn: pulumi.Input[str]
 
 
@@ -37,6 +41,7 @@ def pipeline_role_policy(
     execution_role_arn: str,
     kms_key_arn: str,
     artifacts_bucket_arn: str,
+    artifacts_prefix: str,
 ) -> str:
     """What the pipeline itself does: start its steps' jobs with the stack's key and role,
     register versions in its own group, and read its evaluation property file."""
@@ -102,7 +107,7 @@ def pipeline_role_policy(
             "Sid": "ReadEvaluation",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": f"{artifacts_bucket_arn}/models/*",
+            "Resource": f"{artifacts_bucket_arn}/{artifacts_prefix}*",
         },
         {
             "Sid": "DecryptWithStackKey",
@@ -152,13 +157,16 @@ class TrainingPipeline(pulumi.ComponentResource):
                     execution_role_arn=v[0],
                     kms_key_arn=v[1],
                     artifacts_bucket_arn=v[2],
+                    artifacts_prefix=args.layout.artifacts_prefix,
                 )
             ),
             opts=pulumi.ResourceOptions(parent=role),
         )
         definition = pulumi.Output.all(
+            args.platform_image,
             args.training_image,
             args.serving_image,
+            args.source_uri,
             args.execution_role_arn,
             context.kms_key_arn,
             context.bucket_names["datasets"],
@@ -170,14 +178,18 @@ class TrainingPipeline(pulumi.ComponentResource):
                 PipelineInputs(
                     model=model,
                     training=args.training,
-                    training_image=v[0],
-                    serving_image=v[1],
-                    role_arn=v[2],
-                    kms_key_arn=v[3],
-                    datasets_bucket=v[4],
-                    artifacts_bucket=v[5],
-                    checkpoints_bucket=v[6],
-                    model_package_group=v[7],
+                    layout=args.layout,
+                    platform_image=v[0],
+                    training_image=v[1],
+                    serving_image=v[2],
+                    source_uri=v[3],
+                    role_arn=v[4],
+                    kms_key_arn=v[5],
+                    datasets_bucket=v[6],
+                    artifacts_bucket=v[7],
+                    checkpoints_bucket=v[8],
+                    model_package_group=v[9],
+                    region=context.region,
                 )
             )
         )

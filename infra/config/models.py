@@ -9,11 +9,34 @@ itself, and code that reads a setting sees only what applies.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from infra.config.base import Section, check_sagemaker_instance_type
+
+if TYPE_CHECKING:
+    from training.manifest import ModelManifest
+
+# The project's root (where Pulumi.yaml and models/ live): model paths are relative to it.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_model_manifest(directory: Path) -> ModelManifest:
+    """Read and check `<directory>/model.yaml`; a ManifestError lists every problem."""
+    manifest_file = directory / "model.yaml"
+    stamp = manifest_file.stat().st_mtime_ns if manifest_file.is_file() else 0
+    return _load_manifest(directory, stamp)
+
+
+@lru_cache(maxsize=64)
+def _load_manifest(directory: Path, stamp: int) -> ModelManifest:
+    from training.manifest import load_manifest
+
+    return load_manifest(directory)[0]
+
 
 _MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
@@ -52,11 +75,11 @@ class Tuning(Section):
         description="Searched hyperparameters by name, e.g. lr: {type: continuous, min: 1e-4, "
         "max: 1e-2, scaling: Logarithmic}."
     )
-    objective_metric: str = Field(
-        default="test:accuracy",
-        description="A metric the training log reports (training.metrics.METRIC_DEFINITIONS).",
+    objective_metric: str | None = Field(
+        default=None,
+        description="A metric the model declares in model.yaml `train.metrics`; default: its "
+        "`train.objective.tuningMetric`. The direction is the objective's goal.",
     )
-    objective: Literal["Maximize", "Minimize"] = Field(default="Maximize", description="Direction.")
     strategy: Literal["Bayesian", "Random", "Hyperband", "Grid"] = Field(
         default="Bayesian", description="SageMaker's search strategy."
     )
@@ -66,16 +89,6 @@ class Tuning(Section):
     max_parallel_jobs: Annotated[int, Field(ge=1, le=100)] = Field(
         default=2, description="Training jobs running at once (each takes instanceCount hosts)."
     )
-
-    @field_validator("objective_metric")
-    @classmethod
-    def _reported_metric(cls, value: str) -> str:
-        from training.metrics import METRIC_DEFINITIONS
-
-        reported = sorted(d["Name"] for d in METRIC_DEFINITIONS)
-        if value not in reported:
-            raise ValueError(f"the training image reports only {', '.join(reported)}")
-        return value
 
     @model_validator(mode="after")
     def _parallel_within_total(self) -> Tuning:
@@ -87,6 +100,57 @@ class Tuning(Section):
 
 
 # --- training ----------------------------------------------------------------------------------
+
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+
+
+class Channel(Section):
+    """One input channel: a prefix of the stack's datasets bucket, or an explicit S3 URI."""
+
+    prefix: str | None = Field(
+        default=None,
+        description="A prefix in the stack's datasets bucket, e.g. `digits/v2/train/`; default "
+        "`<model>/<channel>/`.",
+    )
+    uri: str | None = Field(
+        default=None,
+        description="An S3 URI outside the stack's buckets (needs `allowExternal: true`; the "
+        "model's role is then granted read access to it).",
+    )
+    allow_external: bool = Field(
+        default=False,
+        description="Allow `uri` to name data outside the stack's buckets, on purpose.",
+    )
+    input_mode: Literal["File", "FastFile", "Pipe"] = Field(
+        default="File",
+        description="SageMaker: File (copied before the run), FastFile (streamed on read) or "
+        "Pipe; EKS always mounts the prefix through the S3 CSI driver.",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("/", "s3://")) or ".." in value):
+            raise ValueError("a key prefix inside the datasets bucket, e.g. `digits/train/`")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _s3(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URI.match(value):
+            raise ValueError("an s3://bucket/prefix URI")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Channel:
+        if self.prefix is not None and self.uri is not None:
+            raise ValueError("give prefix (stack bucket) or uri (external), not both")
+        if self.uri is not None and not self.allow_external:
+            raise ValueError(
+                f"{self.uri} is outside the stack's buckets; set allowExternal: true to read it "
+                "on purpose, or copy the data to the datasets bucket and give `prefix`"
+            )
+        return self
 
 
 class TrainingBase(Section):
@@ -105,13 +169,13 @@ class TrainingBase(Section):
     )
     hyperparameters: dict[str, HyperparameterValue] = Field(
         default_factory=dict,
-        description="Fixed hyperparameters (training.config.TrainConfig), passed as strings.",
+        description="Values for hyperparameters the model declares in model.yaml (typed and "
+        "bounded there); the rest keep the manifest's defaults.",
     )
-    metric: str = Field(
-        default="accuracy", description="Key in the model's metrics.json the condition reads."
-    )
-    threshold: float = Field(
-        default=0.9, description="Register the model only if `metric` >= this value."
+    channels: dict[str, Channel] = Field(
+        default_factory=dict,
+        description="Where each input channel the model declares comes from; default: the "
+        "prefix `<model>/<channel>/` of the stack's datasets bucket.",
     )
 
 
@@ -134,6 +198,11 @@ class SageMakerTraining(TrainingBase):
     )
     tuning: Tuning | None = Field(
         default=None, description="Hyperparameter search: turns the training step into tuning."
+    )
+    raw_data: Channel | None = Field(
+        default=None,
+        description="Raw input of the model's prepare step (`--input`): a prefix of the "
+        "datasets bucket or an external URI; none: prepare makes or fetches its own data.",
     )
     schedule: str | None = Field(
         default=None,
@@ -327,9 +396,17 @@ UNION_TAGS = frozenset({"sagemaker", "sagemaker-instances", "sagemaker-serverles
 
 
 class Model(Section):
-    """One model: its name, training and serving."""
+    """One model of the stack: which model directory, and where it trains and serves."""
 
-    name: str = Field(description="Lower-case letters, digits and -, 2-32 characters.")
+    name: str = Field(
+        description="Lower-case letters, digits and -, 2-32 characters; the model directory "
+        "`models/<name>/` unless `path` says otherwise."
+    )
+    path: str | None = Field(
+        default=None,
+        description="The model's directory relative to the project root (holds model.yaml); "
+        "default `models/<name>`.",
+    )
     training: Training = Field(default_factory=SageMakerTraining, description="Training settings.")
     serving: Serving = Field(default_factory=SageMakerEndpoint, description="Serving settings.")
 
@@ -339,6 +416,16 @@ class Model(Section):
         if not _MODEL_NAME.match(value):
             raise ValueError("must be 2-32 lower-case letters, digits or -, starting with a letter")
         return value
+
+    @property
+    def directory(self) -> Path:
+        """The model's directory (absolute)."""
+        return PROJECT_ROOT / (self.path or f"models/{self.name}")
+
+    @property
+    def manifest(self) -> ModelManifest:
+        """The model's manifest, read and checked (cached per file content)."""
+        return load_model_manifest(self.directory)
 
     @model_validator(mode="after")
     def _package_needs_registry(self) -> Model:

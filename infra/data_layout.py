@@ -1,0 +1,113 @@
+"""Where a model's data lives in the stack's buckets: one place that pipelines, EKS runtimes and
+IAM roles all read, so a role grants exactly the prefixes its jobs use.
+
+    datasets     <model>/<channel>/             a channel, unless the stack names another prefix
+                 <model>/test/                  the held-out test channel (the evaluator's only)
+                 <model>/raw/                   raw input of the prepare step
+                 <model>/prepared/<run>/…       what the prepare step writes, per run
+    artifacts    models/<model>/                training output, evaluations, the served model
+                 code/<model>/                  script-mode source tarballs
+                 data-capture/<model>/          captured requests and responses
+    checkpoints  <model>/<run>/                 checkpoints of one run
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.components.iam import Prefixes
+from infra.config import Model
+
+
+@dataclass(frozen=True)
+class ChannelSource:
+    """Where one input channel comes from: a datasets-bucket prefix or an external S3 URI."""
+
+    name: str
+    prefix: str | None
+    uri: str | None
+    input_mode: str
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """A model's prefixes in the stack's buckets."""
+
+    model: str
+    channels: tuple[ChannelSource, ...]
+
+    @classmethod
+    def of(cls, model: Model) -> DataLayout:
+        """The layout of a stack entry: the manifest's channels, placed as the stack says."""
+        configured = model.training.channels
+        channels = []
+        for name in model.manifest.train.channels:
+            given = configured.get(name)
+            prefix = given.prefix if given and given.prefix else f"{model.name}/{name}/"
+            channels.append(
+                ChannelSource(
+                    name=name,
+                    prefix=None if given and given.uri else prefix,
+                    uri=given.uri if given else None,
+                    input_mode=given.input_mode if given else "File",
+                )
+            )
+        return cls(model=model.name, channels=tuple(channels))
+
+    @property
+    def test_prefix(self) -> str:
+        return f"{self.model}/test/"
+
+    @property
+    def raw_prefix(self) -> str:
+        return f"{self.model}/raw/"
+
+    @property
+    def prepared_prefix(self) -> str:
+        return f"{self.model}/prepared/"
+
+    @property
+    def artifacts_prefix(self) -> str:
+        return f"models/{self.model}/"
+
+    @property
+    def served_model_key(self) -> str:
+        """What an endpoint without a registered version serves (`mlplatform publish`)."""
+        return f"models/{self.model}/model.tar.gz"
+
+    @property
+    def code_prefix(self) -> str:
+        return f"code/{self.model}/"
+
+    @property
+    def capture_prefix(self) -> str:
+        return f"data-capture/{self.model}/"
+
+    @property
+    def checkpoints_prefix(self) -> str:
+        return f"{self.model}/"
+
+    def training_prefixes(self) -> Prefixes:
+        """What the model's jobs (prepare, train, tune, evaluate) read and write."""
+        reads = [("datasets", c.prefix) for c in self.channels if c.prefix]
+        reads += [
+            ("datasets", self.test_prefix),
+            ("datasets", self.raw_prefix),
+            ("artifacts", self.code_prefix),
+        ]
+        return Prefixes(
+            read=reads,
+            write=[
+                ("datasets", self.prepared_prefix),
+                ("artifacts", self.artifacts_prefix),
+                ("checkpoints", self.checkpoints_prefix),
+            ],
+            external_read=[c.uri for c in self.channels if c.uri],
+        )
+
+    def hosting_prefixes(self, capture: bool) -> Prefixes:
+        """What the model's endpoint reads (its artifacts) and writes (captured data, if on)."""
+        return Prefixes(
+            read=[("artifacts", self.artifacts_prefix)],
+            write=[("artifacts", self.capture_prefix)] if capture else [],
+        )
