@@ -84,7 +84,14 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         "kubernetesServices": {m.name: m.server.service_name for m in models if m.server},
         "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
         "modelRoles": {
-            m.name: {"training": m.roles.training_role_arn, "hosting": m.roles.hosting_role_arn}
+            m.name: {
+                use: arn
+                for use, arn in (
+                    ("training", m.roles.training_role_arn),
+                    ("hosting", m.roles.hosting_role_arn),
+                )
+                if arn is not None
+            }
             for m in models
         },
         **eks.outputs(),
@@ -129,8 +136,12 @@ class ModelStack:
             ModelRolesArgs(
                 model_name=model.name,
                 context=context,
-                training=layout.training_prefixes(),
-                hosting=layout.hosting_prefixes(capture),
+                training=layout.training_prefixes()
+                if isinstance(training, SageMakerTraining)
+                else None,
+                hosting=layout.hosting_prefixes(capture)
+                if not isinstance(serving, EksServing)
+                else None,
                 repository_arns=[registry.repository_arns[r] for r in repositories],
                 secret_arns=secret_arns,
             ),
@@ -152,7 +163,7 @@ class ModelStack:
                     training_image=refs["training"],
                     serving_image=refs["serving"],
                     source_uri=self.images.source,
-                    execution_role_arn=self.roles.training_role_arn,
+                    execution_role_arn=self.roles.role_arn("training"),
                 ),
             )
         else:
@@ -195,7 +206,7 @@ class ModelStack:
                     context=context,
                     endpoint_name=resource_name,
                     serving_image=refs["serving"],
-                    execution_role_arn=self.roles.hosting_role_arn,
+                    execution_role_arn=self.roles.role_arn("hosting"),
                     model_data_key=layout.served_model_key,
                     environment=environment,
                     capture_json_types=[c for c in manifest.serve.content_types if "json" in c],

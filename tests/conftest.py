@@ -1,4 +1,6 @@
-"""Shared fixtures: offline plans of the shipped stacks and of edited variants of them."""
+"""Shared fixtures: offline plans of the test suite's own stacks (tests/stacks/) and of edited
+variants of them. The shipped stacks in stacks/ are examples users edit; tests never depend on
+their contents (tests that check every shipped stack plans and passes the policies name them)."""
 
 from __future__ import annotations
 
@@ -8,38 +10,49 @@ from typing import Any
 
 import pytest
 
-from infra.stackfile import STACKS_DIR
 from mlplatform.plan import Plan, plan_stack
 from mlplatform.variants import write_variant
 
-SHIPPED_STACKS = ("dev", "staging", "prod")
+FIXTURE_STACKS_DIR = Path(__file__).resolve().parent / "stacks"
+FIXTURE_STACKS = ("dev", "staging", "prod")
 _plans: dict[str, Plan] = {}
 
 
-def shipped_plan(stack: str) -> Plan:
-    """The offline plan of a shipped stack, computed once per test session."""
+def fixture_plan(stack: str) -> Plan:
+    """The offline plan of one of the suite's stacks, computed once per test session."""
     if stack not in _plans:
-        _plans[stack] = plan_stack(STACKS_DIR / f"Pulumi.{stack}.yaml", stack)
+        _plans[stack] = plan_stack(FIXTURE_STACKS_DIR / f"Pulumi.{stack}.yaml", stack)
     return _plans[stack]
 
 
-@pytest.fixture(params=SHIPPED_STACKS)
+@pytest.fixture(params=FIXTURE_STACKS)
 def plan(request: pytest.FixtureRequest) -> Plan:
-    """Parametrised over every shipped stack."""
-    return shipped_plan(request.param)
+    """Parametrised over the suite's dev-, staging- and prod-like stacks."""
+    return fixture_plan(request.param)
 
 
 @pytest.fixture
 def plan_of() -> Callable[[str], Plan]:
-    return shipped_plan
+    return fixture_plan
 
 
 @pytest.fixture
 def plan_variant(tmp_path: Path) -> Callable[..., Plan]:
-    """Plan a shipped stack with config overrides, e.g.
+    """Plan one of the suite's stacks with config overrides, e.g.
     `plan_variant("prod", {"mlplatform:network": {"natGateways": "single"}})`."""
 
     def make(base: str, overrides: dict[str, Any], name: str = "variant") -> Plan:
-        return plan_stack(write_variant(tmp_path, base, overrides, name), name)
+        path = write_variant(tmp_path, base, overrides, name, stacks_dir=FIXTURE_STACKS_DIR)
+        return plan_stack(path, name)
+
+    return make
+
+
+@pytest.fixture
+def stack_variant(tmp_path: Path) -> Callable[..., Path]:
+    """Write one of the suite's stacks with config overrides; returns the file's path."""
+
+    def make(base: str, overrides: dict[str, Any], name: str = "variant") -> Path:
+        return write_variant(tmp_path, base, overrides, name, stacks_dir=FIXTURE_STACKS_DIR)
 
     return make

@@ -264,12 +264,12 @@ def node_pod_spec(
 
 
 def ml_policy(args: EksTrainingArgs) -> dict:
-    """Trainer's torch policy (PET_* rendezvous variables for torchrun) for models that fan out
-    under torchrun, one process per GPU (`auto`) or one on CPU nodes (not one per core); a plain
-    policy for the rest (scikit-learn, Keras: one process per node)."""
+    """Trainer's torch policy (the PET_* rendezvous variables torchrun reads; processes per node
+    default to one per GPU, or the CPU request on CPU nodes) for models that fan out under
+    torchrun; a plain policy for the rest (scikit-learn, Keras: one process per node)."""
     policy: dict = {"numNodes": args.training.instance_count}
     if args.manifest.train.distribution == "torchrun":
-        policy["torch"] = {"numProcPerNode": "auto" if args.training.gpus_per_instance else 1}
+        policy["torch"] = {}
     return policy
 
 

@@ -205,20 +205,22 @@ class ModelRolesArgs:
 
     model_name: str
     context: StackContext
-    training: Prefixes
-    hosting: Prefixes
+    training: Prefixes | None  # None: the model does not train on SageMaker
+    hosting: Prefixes | None  # None: the model does not serve on SageMaker
     repository_arns: Sequence[pulumi.Input[str]]
     secret_arns: Sequence[pulumi.Input[str]] = field(default_factory=list)
 
 
 class ModelRoles(pulumi.ComponentResource):
-    """A model's SageMaker training role (jobs) and hosting role (its endpoint)."""
+    """A model's SageMaker training role (jobs) and hosting role (its endpoint), each only where
+    the model uses that plane (EKS workloads get Pod Identity roles of their own)."""
 
-    training_role_arn: pulumi.Output[str]
-    hosting_role_arn: pulumi.Output[str]
+    training_role_arn: pulumi.Output[str] | None
+    hosting_role_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: ModelRolesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlplatform:iam:ModelRoles", name, None, opts)
+        self._name = name
         context = args.context
         uses = {
             "training": (
@@ -236,8 +238,10 @@ class ModelRoles(pulumi.ComponentResource):
         }
         arns: dict[str, pulumi.Output[str]] = {}
         for use, (description, sources, prefixes, secrets) in uses.items():
+            if prefixes is None:
+                continue
             role = aws.iam.Role(
-                f"{name}-{use}",
+                f"{name}-sagemaker-{use}",
                 description=description,
                 assume_role_policy=assume_role_policy(
                     "sagemaker.amazonaws.com", context.account_id, sources
@@ -263,14 +267,21 @@ class ModelRoles(pulumi.ComponentResource):
                 )
             )
             aws.iam.RolePolicy(
-                f"{name}-{use}",
+                f"{name}-sagemaker-{use}",
                 role=role.id,
                 policy=policy,
                 opts=pulumi.ResourceOptions(parent=role),
             )
             arns[use] = role.arn
-        self.training_role_arn = arns["training"]
-        self.hosting_role_arn = arns["hosting"]
+        self._arns = arns
+        self.training_role_arn = arns.get("training")
+        self.hosting_role_arn = arns.get("hosting")
         self.register_outputs(
             {"trainingRoleArn": self.training_role_arn, "hostingRoleArn": self.hosting_role_arn}
         )
+
+    def role_arn(self, use: str) -> pulumi.Output[str]:
+        """The ARN of the `training` or `hosting` role (created only where the model uses it)."""
+        if use not in self._arns:
+            raise ValueError(f"{self._name} has no SageMaker {use} role")
+        return self._arns[use]

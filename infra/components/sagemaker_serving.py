@@ -58,11 +58,11 @@ class ModelEndpoint(pulumi.ComponentResource):
             container = {
                 "image": args.serving_image,
                 "model_data_url": pulumi.Output.concat(
-                    "s3://",
-                    args.context.bucket_names["artifacts"],
-                    f"/models/{args.model_name}/model.tar.gz",
+                    "s3://", args.context.bucket_names["artifacts"], f"/{args.model_data_key}"
                 ),
             }
+        if args.environment:
+            container["environment"] = dict(args.environment)
         model = aws.sagemaker.Model(
             name,
             execution_role_arn=args.execution_role_arn,

@@ -11,7 +11,6 @@ from infra.config import StackConfigError
 from infra.stackfile import load_stack_file
 from mlplatform.cli import render_table
 from mlplatform.plan import Plan
-from mlplatform.variants import write_variant
 
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"
@@ -234,9 +233,9 @@ def test_admin_roles_get_cluster_admin_access_entries(plan_variant) -> None:
     ],
 )
 def test_bad_cluster_settings_name_the_key(
-    tmp_path: Path, cluster: dict, key: str, why: str
+    tmp_path: Path, cluster: dict, key: str, why: str, stack_variant
 ) -> None:
-    path = write_variant(tmp_path, "dev", {"mlplatform:cluster": cluster})
+    path = stack_variant("dev", {"mlplatform:cluster": cluster})
     with pytest.raises(StackConfigError) as error:
         load_stack_file(path)
     assert f"{key} = " in str(error.value)

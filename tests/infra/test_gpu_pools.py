@@ -11,7 +11,6 @@ from infra.components.gpu_pools import NODE_TEMPLATE, pool_template
 from infra.config import GpuPool, StackConfigError
 from infra.stackfile import load_stack_file
 from mlplatform.plan import Plan
-from mlplatform.variants import write_variant
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -257,10 +256,10 @@ BAD_POOLS = [
 
 @pytest.mark.parametrize(("case", "change", "key", "why"), BAD_POOLS, ids=[c[0] for c in BAD_POOLS])
 def test_bad_pool_specs_fail_with_a_message_naming_the_key(
-    tmp_path: Path, case: str, change: dict, key: str, why: str
+    tmp_path: Path, case: str, change: dict, key: str, why: str, stack_variant
 ) -> None:
     pool = {"name": "bad", "instanceTypes": ["g6.xlarge"], "maxSize": 2, **change}
-    path = write_variant(tmp_path, "dev", {"mlplatform:gpuPools": [pool]})
+    path = stack_variant("dev", {"mlplatform:gpuPools": [pool]})
     with pytest.raises(StackConfigError) as error:
         load_stack_file(path)
     message = str(error.value)
@@ -275,8 +274,8 @@ def test_a_stack_without_gpu_pools_plans_the_cluster_alone(plan_variant) -> None
     assert len(plan.of_type(NODE_GROUP)) == 1
 
 
-def test_pool_names_are_unique(tmp_path: Path) -> None:
+def test_pool_names_are_unique(tmp_path: Path, stack_variant) -> None:
     pool = {"name": "twin", "instanceTypes": ["g6.xlarge"], "maxSize": 1}
-    path = write_variant(tmp_path, "dev", {"mlplatform:gpuPools": [pool, pool]})
+    path = stack_variant("dev", {"mlplatform:gpuPools": [pool, pool]})
     with pytest.raises(StackConfigError, match=r"mlplatform:gpuPools = .*repeated: twin"):
         load_stack_file(path)

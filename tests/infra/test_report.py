@@ -39,7 +39,10 @@ def test_pr_comment_has_marker_verdict_cost_violations_resources_and_diagram(pla
 
 
 def test_cli_markdown_is_byte_identical_across_independent_plans(plan_of, capsys):
-    assert main(["plan", "--stack", "dev", "--format", "markdown"]) == 0
+    fixtures = Path(__file__).resolve().parents[1] / "stacks"
+    assert (
+        main(["plan", "--stack", "dev", "--stacks-dir", str(fixtures), "--format", "markdown"]) == 0
+    )
     assert capsys.readouterr().out == preview(plan_of("dev")).markdown()
 
 

@@ -8,7 +8,6 @@ import pytest
 from infra.config import StackConfigError
 from infra.stackfile import load_stack_file
 from mlplatform.plan import Plan
-from mlplatform.variants import write_variant
 
 CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 TARGET = "aws:appautoscaling/target:Target"
@@ -20,17 +19,31 @@ def only(plan: Plan, kind: str):
     return resource
 
 
-def test_dev_serves_serverless_without_autoscaling_or_capture(plan_of):
+def test_dev_serves_serverless_without_autoscaling_capture_or_network_isolation(plan_of):
     plan = plan_of("dev")
-    serving = plan.config.models[0].serving
-    (variant,) = only(plan, CONFIG).inputs["productionVariants"]
+    model = next(m for m in plan.config.models if m.name == "digits")
+    serving = model.serving
+    config = plan.get(CONFIG, "mlplatform-dev-digits")
+    (variant,) = config.inputs["productionVariants"]
     assert variant["serverlessConfig"] == {
         "maxConcurrency": serving.serverless_max_concurrency,
         "memorySizeInMb": serving.serverless_memory_mb,
     }
     assert "instanceType" not in variant
-    assert "dataCaptureConfig" not in only(plan, CONFIG).inputs
-    assert not plan.of_type(TARGET) and not plan.of_type(POLICY)
+    assert "dataCaptureConfig" not in config.inputs
+    # AWS refuses network isolation on a serverless endpoint's Model.
+    sagemaker_model = plan.get("aws:sagemaker/model:Model", "mlplatform-dev-digits")
+    assert sagemaker_model.inputs["enableNetworkIsolation"] is False
+    targets = [t for t in plan.of_type(TARGET) if "digits" in t.name]
+    assert not targets, "serverless endpoints scale by themselves"
+
+
+def test_instance_endpoints_keep_their_models_network_isolated(plan: Plan):
+    for model in plan.config.models:
+        if model.serving.plane != "sagemaker" or getattr(model.serving, "mode", "") != "instances":
+            continue
+        resource = plan.get("aws:sagemaker/model:Model", f"mlplatform-{plan.stack}-{model.name}")
+        assert resource.inputs["enableNetworkIsolation"] is True
 
 
 def test_prod_autoscales_instances_between_the_configured_bounds(plan_of):
@@ -140,10 +153,10 @@ def test_local_nvme_instance_types_get_no_volume_key_because_sagemaker_refuses_o
         ),
     ],
 )
-def test_impossible_serving_settings_are_refused_with_the_key_path(tmp_path, serving, message):
-    path = write_variant(
-        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "serving": serving}]}
-    )
+def test_impossible_serving_settings_are_refused_with_the_key_path(
+    tmp_path, serving, message, stack_variant
+):
+    path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "serving": serving}]})
     with pytest.raises(StackConfigError, match=rf"mlplatform:models\[0\]\.serving.*{message}"):
         load_stack_file(path)
 
@@ -164,9 +177,9 @@ def test_impossible_serving_settings_are_refused_with_the_key_path(tmp_path, ser
         ),
     ],
 )
-def test_impossible_training_settings_are_refused_with_the_key_path(tmp_path, training, message):
-    path = write_variant(
-        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
-    )
+def test_impossible_training_settings_are_refused_with_the_key_path(
+    tmp_path, training, message, stack_variant
+):
+    path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "training": training}]})
     with pytest.raises(StackConfigError, match=rf"mlplatform:models\[0\]\.training.*{message}"):
         load_stack_file(path)

@@ -12,7 +12,6 @@ import pytest
 from infra.config import StackConfigError
 from mlplatform.cli import main
 from mlplatform.plan import plan_stack
-from mlplatform.variants import write_variant
 
 # (case id, overrides to the dev stack, key path the message must name, other expected text)
 MALFORMED = [
@@ -109,9 +108,9 @@ MALFORMED = [
     ("case", "overrides", "key", "expected"), MALFORMED, ids=[m[0] for m in MALFORMED]
 )
 def test_malformed_stack_file_fails_with_file_key_and_reason(
-    tmp_path, capsys, case, overrides, key, expected
+    tmp_path, capsys, case, overrides, key, expected, stack_variant
 ):
-    write_variant(tmp_path, "dev", overrides, name=case)
+    stack_variant("dev", overrides, name=case)
     code = main(["plan", "--stack", case, "--stacks-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
@@ -121,8 +120,8 @@ def test_malformed_stack_file_fails_with_file_key_and_reason(
     assert "Traceback" not in err
 
 
-def test_error_names_the_line_of_the_bad_key(tmp_path):
-    path = write_variant(tmp_path, "dev", {"mlplatform:network": {"cidr": "10.0.0.0/33"}})
+def test_error_names_the_line_of_the_bad_key(tmp_path, stack_variant):
+    path = stack_variant("dev", {"mlplatform:network": {"cidr": "10.0.0.0/33"}})
     line = next(
         i for i, text in enumerate(path.read_text().splitlines(), 1) if "10.0.0.0/33" in text
     )
@@ -133,10 +132,8 @@ def test_error_names_the_line_of_the_bad_key(tmp_path):
         plan_stack(path)
 
 
-def test_every_problem_is_reported_at_once(tmp_path):
-    path = write_variant(
-        tmp_path, "dev", {"aws:region": "mars-1", "mlplatform:network": {"azCount": 9}}
-    )
+def test_every_problem_is_reported_at_once(tmp_path, stack_variant):
+    path = stack_variant("dev", {"aws:region": "mars-1", "mlplatform:network": {"azCount": 9}})
     with pytest.raises(StackConfigError, match=r"2 problems") as error:
         plan_stack(path)
     assert "aws:region" in str(error.value) and "mlplatform:network.azCount" in str(error.value)
@@ -149,13 +146,11 @@ def test_misspelt_instance_type_suggests_the_real_one():
         check_ec2_instance_type("g5.xlarg")
 
 
-def test_sagemaker_type_without_instance_facts_is_refused(tmp_path):
+def test_sagemaker_type_without_instance_facts_is_refused(tmp_path, stack_variant):
     # ml.p3.2xlarge is a valid TrainingInstanceType, but the facts table (moto's AWS data) lacks
     # p3.2xlarge, so whether its volume may take the stack's KMS key is unknown.
     training = {"instanceType": "ml.p3.2xlarge"}
-    path = write_variant(
-        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
-    )
+    path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "training": training}]})
     with pytest.raises(
         StackConfigError, match=r"models\[0\]\.training.*no instance facts for p3\.2xlarge"
     ):
@@ -174,16 +169,16 @@ def test_unknown_stack_lists_the_stacks_that_exist(capsys):
     assert "Pulumi.dev.yaml, Pulumi.prod.yaml, Pulumi.staging.yaml" in capsys.readouterr().err
 
 
-def test_secret_values_never_appear_in_error_messages(tmp_path):
-    path = write_variant(tmp_path, "dev", {"mlplatform:secrets": {"bad name!": "hunter2-token"}})
+def test_secret_values_never_appear_in_error_messages(tmp_path, stack_variant):
+    path = stack_variant("dev", {"mlplatform:secrets": {"bad name!": "hunter2-token"}})
     with pytest.raises(StackConfigError) as error:
         plan_stack(path)
     assert "mlplatform:secrets" in str(error.value)
     assert "hunter2-token" not in str(error.value)
 
 
-def test_console_script_prints_one_message_and_exits_2(tmp_path):
-    write_variant(tmp_path, "dev", {"mlplatform:storage": {"kmsDeletionWindowDays": 3}}, name="bad")
+def test_console_script_prints_one_message_and_exits_2(tmp_path, stack_variant):
+    stack_variant("dev", {"mlplatform:storage": {"kmsDeletionWindowDays": 3}}, name="bad")
     script = Path(sys.executable).parent / "mlplatform"
     result = subprocess.run(
         [str(script), "plan", "--stack", "bad", "--stacks-dir", str(tmp_path)],
