@@ -5,9 +5,13 @@ IAM roles all read, so a role grants exactly the prefixes its jobs use.
                  <model>/test/                  the held-out test channel (the evaluator's only)
                  <model>/raw/                   raw input of the prepare step
                  <model>/prepared/<run>/…       what the prepare step writes, per run
+                 <model>/batch/input/           what Batch Transform scores, by default
     artifacts    models/<model>/                training output, evaluations, the served model
                  code/<model>/                  script-mode source tarballs
                  data-capture/<model>/          captured requests and responses
+                 async/<model>/                 asynchronous inference results and failures
+                 batch/<model>/<run>/           Batch Transform results
+                 monitoring/<model>/            drift reports
     checkpoints  <model>/<run>/                 checkpoints of one run
 """
 
@@ -87,6 +91,22 @@ class DataLayout:
     def checkpoints_prefix(self) -> str:
         return f"{self.model}/"
 
+    @property
+    def async_prefix(self) -> str:
+        return f"async/{self.model}/"
+
+    @property
+    def batch_input_prefix(self) -> str:
+        return f"{self.model}/batch/input/"
+
+    @property
+    def batch_output_prefix(self) -> str:
+        return f"batch/{self.model}/"
+
+    @property
+    def monitoring_prefix(self) -> str:
+        return f"monitoring/{self.model}/"
+
     def training_prefixes(self) -> Prefixes:
         """What the model's jobs (prepare, train, tune, evaluate) read and write."""
         reads = [("datasets", c.prefix) for c in self.channels if c.prefix]
@@ -105,9 +125,24 @@ class DataLayout:
             external_read=[c.uri for c in self.channels if c.uri],
         )
 
-    def hosting_prefixes(self, capture: bool) -> Prefixes:
-        """What the model's endpoint reads (its artifacts) and writes (captured data, if on)."""
-        return Prefixes(
-            read=[("artifacts", self.artifacts_prefix)],
-            write=[("artifacts", self.capture_prefix)] if capture else [],
-        )
+    def hosting_prefixes(
+        self,
+        capture: bool,
+        asynchronous: bool = False,
+        batch_input: tuple[str | None, str | None] | None = None,
+    ) -> Prefixes:
+        """What the model's endpoint and batch jobs read (its artifacts, batch input) and write
+        (captured data, async results, batch results), each only where the stack uses it."""
+        read = [("artifacts", self.artifacts_prefix)]
+        write = [("artifacts", self.capture_prefix)] if capture else []
+        if asynchronous:
+            write.append(("artifacts", self.async_prefix))
+        external = []
+        if batch_input is not None:
+            prefix, uri = batch_input
+            if uri:
+                external.append(uri)
+            else:
+                read.append(("datasets", prefix or self.batch_input_prefix))
+            write.append(("artifacts", self.batch_output_prefix))
+        return Prefixes(read=read, write=write, external_read=external)

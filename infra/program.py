@@ -8,6 +8,8 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import instances
+from infra.components.alerts import StackAlerts, StackAlertsArgs
+from infra.components.batch import ModelBatch, ModelBatchArgs
 from infra.components.budget import BudgetArgs, StackBudget
 from infra.components.eks_plane import EksPlane, build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
@@ -21,6 +23,7 @@ from infra.components.sagemaker_training import TrainingPipeline, TrainingPipeli
 from infra.components.secrets import StackSecrets, StackSecretsArgs
 from infra.components.storage import Storage, StorageArgs
 from infra.config import (
+    AsyncEndpoint,
     EksServing,
     EksTraining,
     Model,
@@ -64,16 +67,23 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
             force_delete=config.storage.force_destroy,
         ),
     )
-    StackBudget(name, BudgetArgs(settings=config.budget, context=context))
+    alerts = StackAlerts(name, StackAlertsArgs(settings=config.alerts, context=context))
+    StackBudget(
+        name,
+        BudgetArgs(settings=config.budget, context=context, alert_topic_arn=alerts.topic_arn),
+    )
     secrets = StackSecrets(name, StackSecretsArgs(values=config.secrets, context=context))
 
     eks = build_eks_plane(
         config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
     )
     models = [
-        ModelStack(model, context, registry, list(secrets.arns.values()), eks)
+        ModelStack(model, context, registry, list(secrets.arns.values()), eks, alerts)
         for model in config.models
     ]
+    alerts.notify_on_failed_pipelines(
+        [p.pipeline_arn for m in models for p in (m.pipeline,) if p is not None]
+    )
     return {
         "imageRefs": {m.name: m.images.refs for m in models},
         "pipelineNames": {m.name: m.pipeline.pipeline_name for m in models if m.pipeline},
@@ -83,6 +93,8 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         "endpointNames": {m.name: m.endpoint.endpoint_name for m in models if m.endpoint},
         "kubernetesServices": {m.name: m.server.service_name for m in models if m.server},
         "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
+        "batchPipelines": {m.name: m.batch.pipeline_name for m in models if m.batch},
+        "alertTopicArn": alerts.topic_arn,
         "modelRoles": {
             m.name: {
                 use: arn
@@ -114,6 +126,7 @@ class ModelStack:
         registry: Registry,
         secret_arns: list[pulumi.Output[str]],
         eks: EksPlane,
+        alerts: StackAlerts,
     ) -> None:
         self.name = model.name
         manifest, layout = model.manifest, DataLayout.of(model)
@@ -131,6 +144,8 @@ class ModelStack:
             ),
         )
         capture = isinstance(serving, SageMakerEndpoint) and serving.data_capture_percent > 0
+        batch = model.batch
+        uses_hosting = not isinstance(serving, EksServing) or batch is not None
         self.roles = ModelRoles(
             resource_name,
             ModelRolesArgs(
@@ -139,14 +154,19 @@ class ModelStack:
                 training=layout.training_prefixes()
                 if isinstance(training, SageMakerTraining)
                 else None,
-                hosting=layout.hosting_prefixes(capture)
-                if not isinstance(serving, EksServing)
+                hosting=layout.hosting_prefixes(
+                    capture,
+                    asynchronous=isinstance(serving, AsyncEndpoint),
+                    batch_input=(batch.input.prefix, batch.input.uri) if batch else None,
+                )
+                if uses_hosting
                 else None,
                 repository_arns=[registry.repository_arns[r] for r in repositories],
                 secret_arns=secret_arns,
             ),
         )
         self.pipeline: TrainingPipeline | None = None
+        self.batch: ModelBatch | None = None
         self.runtime: EksTrainingRuntime | None = None
         self.endpoint: ModelEndpoint | None = None
         self.server: EksModelServer | None = None
@@ -211,6 +231,21 @@ class ModelStack:
                     environment=environment,
                     capture_json_types=[c for c in manifest.serve.content_types if "json" in c],
                     model_package_group=resource_name if self.pipeline else None,
+                    alert_topic_arn=alerts.topic_arn,
+                    async_prefix=layout.async_prefix,
+                ),
+            )
+        if batch is not None:
+            self.batch = ModelBatch(
+                resource_name,
+                ModelBatchArgs(
+                    model_name=model.name,
+                    settings=batch,
+                    context=context,
+                    layout=layout,
+                    serving_image=refs["serving"],
+                    hosting_role_arn=self.roles.role_arn("hosting"),
+                    environment=environment,
                 ),
             )
 

@@ -1,4 +1,5 @@
-"""The stack's AWS Budget: the same monthly limit the cost policy checks, with e-mail alerts."""
+"""The stack's AWS Budget: the same monthly limit the cost policy checks, alerting the stack's
+alert topic (mlplatform:alerts)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class BudgetArgs:
 
     settings: config.Budget
     context: StackContext
+    alert_topic_arn: pulumi.Input[str]  # the stack's alert topic (mlplatform:alerts)
 
 
 class StackBudget(pulumi.ComponentResource):
@@ -38,10 +40,9 @@ class StackBudget(pulumi.ComponentResource):
                 "notification_type": kind,
                 "threshold": threshold,
                 "threshold_type": "PERCENTAGE",
-                "subscriber_email_addresses": args.settings.alert_emails,
+                "subscriber_sns_topic_arns": [args.alert_topic_arn],
             }
             for kind, threshold in ALERTS
-            if args.settings.alert_emails
         ]
         budget = aws.budgets.Budget(
             name,

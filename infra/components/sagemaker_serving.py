@@ -7,14 +7,16 @@ name and switches to the new configuration in place, so the live endpoint is nev
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import instances
-from infra.config import SageMakerEndpoint, ServerlessEndpoint
+from infra.config import AsyncEndpoint, SageMakerEndpoint, ServerlessEndpoint
 from infra.context import StackContext
 
 VARIANT = "AllTraffic"
@@ -25,7 +27,7 @@ class ModelEndpointArgs:
     """A model's SageMaker serving settings, the stack, and what the endpoint serves."""
 
     model_name: str
-    serving: SageMakerEndpoint | ServerlessEndpoint
+    serving: SageMakerEndpoint | ServerlessEndpoint | AsyncEndpoint
     context: StackContext
     endpoint_name: str
     serving_image: pulumi.Input[str]
@@ -34,10 +36,12 @@ class ModelEndpointArgs:
     environment: Mapping[str, str] = field(default_factory=dict)
     capture_json_types: Sequence[str] = ("application/json",)
     model_package_group: str | None = None
+    alert_topic_arn: pulumi.Input[str] | None = None  # alarms notify it (mlplatform:alerts)
+    async_prefix: str = ""  # async results and failures, in the artifacts bucket
 
 
 class ModelEndpoint(pulumi.ComponentResource):
-    """A SageMaker endpoint for one model, serverless or instance-backed."""
+    """A SageMaker endpoint for one model: real-time instances, serverless, or asynchronous."""
 
     endpoint_name: pulumi.Output[str]
 
@@ -84,13 +88,17 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "memory_size_in_mb": serving.serverless_memory_mb,
             }
         else:
+            # SageMaker creates at least one instance; an async endpoint scales to zero after.
             variant.update(
-                instance_type=serving.instance_type, initial_instance_count=serving.min_instances
+                instance_type=serving.instance_type,
+                initial_instance_count=max(1, serving.min_instances),
             )
             # SageMaker refuses a volume key on instance-store types (encrypted in hardware).
             if not instances.has_instance_storage(serving.instance_type):
                 config_args["kms_key_arn"] = args.context.kms_key_arn
-            if serving.data_capture_percent:
+            if isinstance(serving, AsyncEndpoint):
+                config_args["async_inference_config"] = self._async_config(name, args, serving)
+            if isinstance(serving, SageMakerEndpoint) and serving.data_capture_percent:
                 config_args["data_capture_config"] = {
                     "enable_capture": True,
                     "initial_sampling_percentage": serving.data_capture_percent,
@@ -132,6 +140,8 @@ class ModelEndpoint(pulumi.ComponentResource):
         )
         if isinstance(serving, SageMakerEndpoint):
             self._autoscaling(name, serving, endpoint)
+        elif isinstance(serving, AsyncEndpoint):
+            self._async_autoscaling(name, args, serving, endpoint)
         self.endpoint_name = endpoint.name
         self.register_outputs({"endpointName": self.endpoint_name})
 
@@ -151,6 +161,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             threshold=serving.error_alarm_count,
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",
+            **self._actions(args),
             opts=pulumi.ResourceOptions(parent=self),
         )
         latency = aws.cloudwatch.MetricAlarm(
@@ -167,9 +178,144 @@ class ModelEndpoint(pulumi.ComponentResource):
             threshold=serving.latency_alarm_ms * 1000,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
+            **self._actions(args),
             opts=pulumi.ResourceOptions(parent=self),
         )
         return [errors, latency]
+
+    @staticmethod
+    def _actions(args: ModelEndpointArgs) -> dict[str, Any]:
+        """Alarm and recovery notices go to the stack's alert topic."""
+        if args.alert_topic_arn is None:
+            return {}
+        return {"alarm_actions": [args.alert_topic_arn], "ok_actions": [args.alert_topic_arn]}
+
+    def _async_config(
+        self, name: str, args: ModelEndpointArgs, serving: AsyncEndpoint
+    ) -> aws.sagemaker.EndpointConfigurationAsyncInferenceConfigArgsDict:
+        """Results and failures in the artifacts bucket under the stack key; an SNS topic each
+        for successes and errors, which the hosting role publishes to."""
+        topics = {
+            kind: aws.sns.Topic(
+                f"{name}-async-{kind}",
+                kms_master_key_id=args.context.kms_key_arn,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for kind in ("success", "error")
+        }
+        self.async_topic_arns = {kind: topic.arn for kind, topic in topics.items()}
+        # SageMaker publishes the notices as the endpoint's execution role.
+        aws.iam.RolePolicy(
+            f"{name}-async-notices",
+            role=pulumi.Output.from_input(args.execution_role_arn).apply(
+                lambda arn: arn.rsplit("/", 1)[-1]
+            ),
+            policy=pulumi.Output.all(topics["success"].arn, topics["error"].arn).apply(
+                lambda arns: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "PublishAsyncNotices",
+                                "Effect": "Allow",
+                                "Action": "sns:Publish",
+                                "Resource": sorted(arns),
+                            }
+                        ],
+                    }
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        base = pulumi.Output.concat(
+            "s3://", args.context.bucket_names["artifacts"], f"/{args.async_prefix}"
+        )
+        return {
+            "output_config": {
+                "s3_output_path": pulumi.Output.concat(base, "output"),
+                "s3_failure_path": pulumi.Output.concat(base, "failures"),
+                "kms_key_id": args.context.kms_key_arn,
+                "notification_config": {
+                    "success_topic": topics["success"].arn,
+                    "error_topic": topics["error"].arn,
+                },
+            },
+            "client_config": {
+                "max_concurrent_invocations_per_instance": (
+                    serving.max_concurrent_invocations_per_instance
+                )
+            },
+        }
+
+    def _async_autoscaling(
+        self,
+        name: str,
+        args: ModelEndpointArgs,
+        serving: AsyncEndpoint,
+        endpoint: aws.sagemaker.Endpoint,
+    ) -> None:
+        """Scale on the queue: track the backlog per instance, and wake from zero as soon as a
+        request waits with no instance (target tracking alone would wait for the backlog to
+        pass its target), per https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html."""
+        target = aws.appautoscaling.Target(
+            name,
+            service_namespace="sagemaker",
+            resource_id=endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}"),
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=serving.min_instances,
+            max_capacity=serving.max_instances,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        child = pulumi.ResourceOptions(parent=target)
+        aws.appautoscaling.Policy(
+            f"{name}-backlog",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            target_tracking_scaling_policy_configuration={
+                "target_value": serving.target_backlog_per_instance,
+                "customized_metric_specification": {
+                    "metric_name": "ApproximateBacklogSizePerInstance",
+                    "namespace": "AWS/SageMaker",
+                    "dimensions": [{"name": "EndpointName", "value": args.endpoint_name}],
+                    "statistic": "Average",
+                },
+                "scale_in_cooldown": 600,
+                "scale_out_cooldown": 60,
+            },
+            opts=child,
+        )
+        wake = aws.appautoscaling.Policy(
+            f"{name}-wake",
+            policy_type="StepScaling",
+            service_namespace=target.service_namespace,
+            resource_id=target.resource_id,
+            scalable_dimension=target.scalable_dimension,
+            step_scaling_policy_configuration={
+                "adjustment_type": "ChangeInCapacity",
+                "metric_aggregation_type": "Average",
+                "cooldown": 300,
+                "step_adjustments": [{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}],
+            },
+            opts=child,
+        )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-waiting",
+            name=f"{args.endpoint_name}-waiting",
+            alarm_description=f"{args.endpoint_name} has queued requests and no instance",
+            namespace="AWS/SageMaker",
+            metric_name="HasBacklogWithoutCapacity",
+            dimensions={"EndpointName": args.endpoint_name},
+            statistic="Average",
+            period=60,
+            evaluation_periods=2,
+            threshold=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            treat_missing_data="missing",
+            alarm_actions=[wake.arn],
+            opts=child,
+        )
 
     def _autoscaling(
         self, name: str, serving: SageMakerEndpoint, endpoint: aws.sagemaker.Endpoint

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.iam import assume_role_policy
+from infra.components.schedules import schedule_pipeline
 from infra.config import Model, SageMakerTraining
 from infra.context import StackContext
 from infra.data_layout import DataLayout
@@ -140,7 +141,13 @@ class TrainingPipeline(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-pipeline",
             description=f"Runs the {name} SageMaker pipeline's steps",
-            assume_role_policy=assume_role_policy("sagemaker.amazonaws.com", context.account_id),
+            # Pipelines set aws:SourceArn to an execution of the pipeline (docs: security-
+            # confused-deputy-prevention): `pipeline/<name>/*`, never the execution's own ARN.
+            assume_role_policy=assume_role_policy(
+                "sagemaker.amazonaws.com",
+                context.account_id,
+                [context.arn("sagemaker", f"pipeline/{name}/*")],
+            ),
             opts=child,
         )
         aws.iam.RolePolicy(
@@ -203,7 +210,15 @@ class TrainingPipeline(pulumi.ComponentResource):
             opts=child,
         )
         if args.training.schedule:
-            self._schedule(name, args, pipeline)
+            schedule_pipeline(
+                name,
+                context=context,
+                pipeline=pipeline,
+                expression=args.training.schedule,
+                description=f"Retrain {model.name}",
+                parameters={"ModelApprovalStatus": "PendingManualApproval"},
+                parent=self,
+            )
         self.pipeline_name = pipeline.pipeline_name
         self.pipeline_arn = pipeline.arn
         self.model_package_group_name = group.model_package_group_name
@@ -213,54 +228,4 @@ class TrainingPipeline(pulumi.ComponentResource):
                 "pipelineName": self.pipeline_name,
                 "modelPackageGroupName": self.model_package_group_name,
             }
-        )
-
-    def _schedule(
-        self, name: str, args: TrainingPipelineArgs, pipeline: aws.sagemaker.Pipeline
-    ) -> None:
-        role = aws.iam.Role(
-            f"{name}-schedule",
-            description=f"Lets EventBridge Scheduler start the {name} pipeline",
-            assume_role_policy=assume_role_policy(
-                "scheduler.amazonaws.com", args.context.account_id
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-schedule",
-            role=role.id,
-            policy=pipeline.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": "sagemaker:StartPipelineExecution",
-                                "Resource": arn,
-                            }
-                        ],
-                    }
-                )
-            ),
-            opts=pulumi.ResourceOptions(parent=role),
-        )
-        aws.scheduler.Schedule(
-            f"{name}-schedule",
-            description=f"Retrain {args.model.name}",
-            schedule_expression=args.training.schedule,
-            schedule_expression_timezone="UTC",
-            flexible_time_window={"mode": "OFF"},
-            # Scheduler's templated SageMaker target: StartPipelineExecution on this pipeline.
-            target={
-                "arn": pipeline.arn,
-                "role_arn": role.arn,
-                "sagemaker_pipeline_parameters": {
-                    "pipeline_parameters": [
-                        {"name": "ModelApprovalStatus", "value": "PendingManualApproval"}
-                    ]
-                },
-                "retry_policy": {"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
-            },
-            opts=pulumi.ResourceOptions(parent=self),
         )

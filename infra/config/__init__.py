@@ -7,6 +7,7 @@ namespace before any resource is declared; `infra.stackfile` turns its errors in
 name the file, line, key path, the value given and what is allowed.
 """
 
+from infra.config.alerts import Alerts
 from infra.config.base import (
     PROJECT,
     Section,
@@ -21,6 +22,8 @@ from infra.config.base import (
 from infra.config.budget import Budget
 from infra.config.cluster import KUBERNETES_VERSIONS, Cluster, GpuQuota, SystemNodes
 from infra.config.models import (
+    AsyncEndpoint,
+    BatchTransform,
     EksServing,
     EksTraining,
     HyperparameterRange,
@@ -44,6 +47,9 @@ __all__ = [
     "KUBERNETES_VERSIONS",
     "PROJECT",
     "SCHEMA_KEYS",
+    "Alerts",
+    "AsyncEndpoint",
+    "BatchTransform",
     "Budget",
     "Cluster",
     "EksServing",

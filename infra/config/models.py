@@ -310,7 +310,8 @@ class SageMakerEndpoint(SageMakerServingBase):
 
     mode: Literal["instances"] = Field(
         default="instances",
-        description="`instances` (autoscaled instances) or `serverless` (CPU, pay per request).",
+        description="`instances` (real-time, autoscaled), `serverless` (CPU, pay per request) "
+        "or `async` (queued, scales to zero).",
     )
     instance_type: str = Field(
         default="ml.g5.xlarge", description="An ml.* ProductionVariantInstanceType."
@@ -356,6 +357,41 @@ class ServerlessEndpoint(SageMakerServingBase):
     )
 
 
+class AsyncEndpoint(SageMakerServingBase):
+    """A SageMaker asynchronous endpoint: requests queue in S3, results land in the artifacts
+    bucket, SNS says when each is done or failed, and the instances scale to zero when idle."""
+
+    mode: Literal["async"] = Field(
+        description="`async`: queued requests up to 1 GB and an hour each, results in S3."
+    )
+    instance_type: str = Field(
+        default="ml.g5.xlarge", description="An ml.* ProductionVariantInstanceType."
+    )
+    min_instances: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=0, description="Autoscaling floor; 0 scales to zero when the queue is empty."
+    )
+    max_instances: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=2, description="Autoscaling ceiling."
+    )
+    target_backlog_per_instance: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=5, description="Target tracking: queued requests per instance."
+    )
+    max_concurrent_invocations_per_instance: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=4, description="Requests each instance works on at once."
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _sagemaker_type(cls, value: str) -> str:
+        return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AsyncEndpoint:
+        if self.min_instances > self.max_instances:
+            raise ValueError("minInstances cannot exceed maxInstances")
+        return self
+
+
 class EksServing(ServingBase):
     """A Deployment, Service, HPA and PDB on one of the cluster's node pools."""
 
@@ -384,15 +420,79 @@ class EksServing(ServingBase):
 Serving = Annotated[
     Annotated[SageMakerEndpoint, Tag("sagemaker-instances")]
     | Annotated[ServerlessEndpoint, Tag("sagemaker-serverless")]
+    | Annotated[AsyncEndpoint, Tag("sagemaker-async")]
     | Annotated[EksServing, Tag("eks")],
     Discriminator(
         _serving_kind,
         custom_error_type="plane",
-        custom_error_message="plane must be sagemaker or eks; on sagemaker, mode must be instances or serverless",
+        custom_error_message="plane must be sagemaker or eks; on sagemaker, mode must be instances, serverless or async",
     ),
 ]
 # Union member tags appear in pydantic's error locations; the stack file has no such key.
-UNION_TAGS = frozenset({"sagemaker", "sagemaker-instances", "sagemaker-serverless", "eks"})
+UNION_TAGS = frozenset(
+    {"sagemaker", "sagemaker-instances", "sagemaker-serverless", "sagemaker-async", "eks"}
+)
+
+
+class BatchTransform(Section):
+    """SageMaker Batch Transform for a model: a pipeline that scores an S3 prefix, started on a
+    schedule or by `mlplatform batch`."""
+
+    instance_type: str = Field(default="ml.m5.xlarge", description="An ml.* TransformInstanceType.")
+    instance_count: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=1, description="Instances the input files are spread over."
+    )
+    input: Channel = Field(
+        default_factory=Channel,
+        description="What to score: a prefix of the datasets bucket (default "
+        "`<model>/batch/input/`) or an external URI; `mlplatform batch --input` overrides it.",
+    )
+    content_type: Literal["application/jsonlines", "text/csv", "application/json"] = Field(
+        default="application/jsonlines", description="Format of the input records."
+    )
+    split_type: Literal["Line", "None"] = Field(
+        default="Line", description="`Line`: one record per line; `None`: one request per file."
+    )
+    max_payload_mb: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=6, description="Largest request SageMaker sends (MB)."
+    )
+    max_concurrent_transforms: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=4, description="Requests in flight per instance."
+    )
+    schedule: str | None = Field(
+        default=None, description="EventBridge Scheduler expression; none: on demand only."
+    )
+    runs_per_month: Annotated[int, Field(ge=0, le=10000)] | None = Field(
+        default=None,
+        description="Expected runs a month for the cost estimate (default: from "
+        "the schedule, else the environment's policy config).",
+    )
+    hours_per_run: Annotated[float, Field(gt=0, le=72)] = Field(
+        default=1.0, description="Expected duration of one run for the cost estimate (hours)."
+    )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _sagemaker_type(cls, value: str) -> str:
+        return check_sagemaker_instance_type(value, "TransformInstanceType")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_expression(cls, value: str | None) -> str | None:
+        if value is not None and not _SCHEDULE.match(value):
+            raise ValueError("must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)'")
+        return value
+
+    @model_validator(mode="after")
+    def _payload_limit(self) -> BatchTransform:
+        # MaxConcurrentTransforms x MaxPayloadInMB must stay within 100 MB (CreateTransformJob,
+        # https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html).
+        if self.max_concurrent_transforms * self.max_payload_mb > 100:
+            raise ValueError(
+                f"maxConcurrentTransforms x maxPayloadMb = "
+                f"{self.max_concurrent_transforms * self.max_payload_mb} MB; SageMaker allows 100"
+            )
+        return self
 
 
 class Model(Section):
@@ -409,6 +509,9 @@ class Model(Section):
     )
     training: Training = Field(default_factory=SageMakerTraining, description="Training settings.")
     serving: Serving = Field(default_factory=SageMakerEndpoint, description="Serving settings.")
+    batch: BatchTransform | None = Field(
+        default=None, description="Batch Transform over S3 data (on SageMaker, any serving plane)."
+    )
 
     @field_validator("name")
     @classmethod

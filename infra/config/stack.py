@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, Tag, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from infra.config.alerts import Alerts
 from infra.config.base import PROJECT, Section, aws_regions, suggest
 from infra.config.budget import Budget
 from infra.config.cluster import Cluster
@@ -32,6 +33,7 @@ class StackConfig(Section):
     storage: Storage = Field(default_factory=Storage, description="Buckets and retention.")
     registry: Registry = Field(default_factory=Registry, description="Container registry.")
     budget: Budget = Field(default_factory=Budget, description="Monthly cost limit.")
+    alerts: Alerts = Field(default_factory=Alerts, description="Who hears about alarms.")
     secrets: dict[str, str] = Field(
         default_factory=dict,
         description="Named secrets (e.g. a Hugging Face token) stored in Secrets Manager under "

@@ -57,12 +57,22 @@ def test_hosting_roles_only_read_their_models_artifacts(plan: Plan):
         reads = sorted(
             r.split(":::", 1)[1].split("/", 1)[1] for r in found["ReadModelObjects"]["Resource"]
         )
+        # What the endpoint and batch jobs write, each only where the stack uses it.
+        writes = []
         if getattr(model.serving, "data_capture_percent", 0):
-            assert reads == [f"data-capture/{model.name}/*", f"models/{model.name}/*"]
-            (write,) = found["WriteModelObjects"]["Resource"]
-            assert write.endswith(f"/data-capture/{model.name}/*")
+            writes.append(f"data-capture/{model.name}/*")
+        if getattr(model.serving, "mode", "") == "async":
+            writes.append(f"async/{model.name}/*")
+        if model.batch:
+            writes.append(f"batch/{model.name}/*")
+        expected_reads = [f"models/{model.name}/*", *writes]
+        if model.batch:
+            expected_reads.append(model.batch.input.prefix or f"{model.name}/batch/input/*")
+        assert reads == sorted(r if r.endswith("*") else r + "*" for r in expected_reads)
+        if writes:
+            found_writes = found["WriteModelObjects"]["Resource"]
+            assert sorted(w.split("/", 1)[1] for w in found_writes) == sorted(writes)
         else:
-            assert reads == [f"models/{model.name}/*"]
             assert "WriteModelObjects" not in found, "an endpoint writes nothing without capture"
         assert "ReadStackSecrets" not in found
 

@@ -24,6 +24,7 @@ STEP_REQUESTS = {
     "Tuning": ("CreateHyperParameterTuningJob", {"HyperParameterTuningJobName"}),
     "Processing": ("CreateProcessingJob", {"ProcessingJobName"}),
     "RegisterModel": ("CreateModelPackage", set()),
+    "Transform": ("CreateTransformJob", {"TransformJobName"}),
 }
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 
@@ -185,6 +186,7 @@ def _train_arguments(definition: dict) -> dict:
 
 def test_every_stack_defines_one_pipeline_per_sagemaker_trained_model(plan: Plan):
     expected = {f"mlplatform-{plan.stack}-{m.name}" for m in sagemaker_models(plan)}
+    expected |= {f"mlplatform-{plan.stack}-{m.name}-batch" for m in plan.config.models if m.batch}
     assert set(definitions(plan)) == expected
     assert expected, "each of the suite's stacks trains models on SageMaker"
 
@@ -298,6 +300,7 @@ def test_each_model_gates_on_its_own_metric(plan_of):
             "Path"
         ]
         for name, d in definitions(plan_of("dev")).items()
+        if not name.endswith("-batch")
     }
     assert paths == {
         "mlplatform-dev-digits": "metrics.accuracy.value",

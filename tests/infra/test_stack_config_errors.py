@@ -73,8 +73,8 @@ MALFORMED = [
     ),
     (
         "bad-email",
-        {"mlplatform:budget": {"alertEmails": ["oncall"]}},
-        "mlplatform:budget.alertEmails",
+        {"mlplatform:alerts": {"emails": ["oncall"]}},
+        "mlplatform:alerts.emails",
         "not an email",
     ),
     (
