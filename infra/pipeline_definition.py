@@ -56,6 +56,7 @@ class PipelineInputs:
     checkpoints_bucket: str
     model_package_group: str
     region: str
+    environment: dict[str, str] | None = None  # the training job's variables (e.g. MLflow's)
 
     @property
     def manifest(self) -> ModelManifest:
@@ -265,6 +266,8 @@ def training_job(p: PipelineInputs, *, for_tuning: bool = False) -> dict[str, An
         # Hosts of a multi-host job talk only to each other; encrypt what they exchange.
         "EnableInterContainerTrafficEncryption": t.instance_count > 1,
     }
+    if p.environment:
+        job["Environment"] = dict(sorted(p.environment.items()))
     if not instances.has_instance_storage(t.instance_type):
         # SageMaker refuses a volume key on instance-store types, which encrypt in hardware.
         job["ResourceConfig"]["VolumeKmsKeyId"] = p.kms_key_arn

@@ -22,6 +22,7 @@ from infra.components.sagemaker_serving import ModelEndpoint, ModelEndpointArgs
 from infra.components.sagemaker_training import TrainingPipeline, TrainingPipelineArgs
 from infra.components.secrets import StackSecrets, StackSecretsArgs
 from infra.components.storage import Storage, StorageArgs
+from infra.components.tracking import ExperimentTracking, ExperimentTrackingArgs
 from infra.config import (
     AsyncEndpoint,
     EksServing,
@@ -73,12 +74,25 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         BudgetArgs(settings=config.budget, context=context, alert_topic_arn=alerts.topic_arn),
     )
     secrets = StackSecrets(name, StackSecretsArgs(values=config.secrets, context=context))
+    tracking = (
+        ExperimentTracking(name, ExperimentTrackingArgs(settings=config.tracking, context=context))
+        if config.tracking.enabled
+        else None
+    )
 
     eks = build_eks_plane(
         config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
     )
     models = [
-        ModelStack(model, context, registry, list(secrets.arns.values()), eks, alerts)
+        ModelStack(
+            model,
+            context,
+            registry,
+            list(secrets.arns.values()),
+            eks,
+            alerts,
+            tracking.server_arn if tracking else None,
+        )
         for model in config.models
     ]
     alerts.notify_on_failed_pipelines(
@@ -95,6 +109,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
         "batchPipelines": {m.name: m.batch.pipeline_name for m in models if m.batch},
         "alertTopicArn": alerts.topic_arn,
+        **({"trackingServerArn": tracking.server_arn} if tracking else {}),
         "modelRoles": {
             m.name: {
                 use: arn
@@ -127,6 +142,7 @@ class ModelStack:
         secret_arns: list[pulumi.Output[str]],
         eks: EksPlane,
         alerts: StackAlerts,
+        tracking_server_arn: pulumi.Output[str] | None,
     ) -> None:
         self.name = model.name
         manifest, layout = model.manifest, DataLayout.of(model)
@@ -163,6 +179,7 @@ class ModelStack:
                 else None,
                 repository_arns=[registry.repository_arns[r] for r in repositories],
                 secret_arns=secret_arns,
+                tracking_server_arn=tracking_server_arn,
             ),
         )
         self.pipeline: TrainingPipeline | None = None
@@ -184,6 +201,7 @@ class ModelStack:
                     serving_image=refs["serving"],
                     source_uri=self.images.source,
                     execution_role_arn=self.roles.role_arn("training"),
+                    tracking_server_arn=tracking_server_arn,
                 ),
             )
         else:

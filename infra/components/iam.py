@@ -25,6 +25,33 @@ from infra.context import StackContext
 JOB_SOURCE_ARNS = ("training-job/*", "processing-job/*", "hyper-parameter-tuning-job/*")
 HOSTING_SOURCE_ARN = "*"
 
+# What a training job does on the server: create experiments and runs, log to them, read back.
+RUN_ACTIONS = (
+    "sagemaker-mlflow:CreateExperiment",
+    "sagemaker-mlflow:GetExperiment",
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:SearchExperiments",
+    "sagemaker-mlflow:CreateRun",
+    "sagemaker-mlflow:GetRun",
+    "sagemaker-mlflow:UpdateRun",
+    "sagemaker-mlflow:LogMetric",
+    "sagemaker-mlflow:LogParam",
+    "sagemaker-mlflow:LogBatch",
+    "sagemaker-mlflow:SetTag",
+    "sagemaker-mlflow:GetMetricHistory",
+    "sagemaker-mlflow:ListArtifacts",
+)
+
+
+def run_policy_statement(server_arn: str) -> dict[str, Any]:
+    """What a training role needs to log runs to the stack's MLflow server (and nothing more)."""
+    return {
+        "Sid": "LogRunsToMlflow",
+        "Effect": "Allow",
+        "Action": list(RUN_ACTIONS),
+        "Resource": server_arn,
+    }
+
 
 def assume_role_policy(
     service: str, account_id: str, source_arns: Sequence[str] = (), *, like: bool = True
@@ -83,8 +110,10 @@ def model_policy(
     prefixes: Prefixes,
     repository_arns: Sequence[str],
     secret_arns: Sequence[str] = (),
+    extra: Sequence[dict[str, Any]] = (),
 ) -> str:
-    """Least privilege for one model's SageMaker jobs or endpoint: its prefixes, key, images."""
+    """Least privilege for one model's SageMaker jobs or endpoint: its prefixes, key, images
+    (plus `extra` statements, e.g. logging to the stack's MLflow server)."""
     touched = {b for b, _ in (*prefixes.read, *prefixes.write)}
     listed = {
         b: sorted({p for bb, p in (*prefixes.read, *prefixes.write) if bb == b}) for b in touched
@@ -196,6 +225,7 @@ def model_policy(
                 "Resource": sorted(secret_arns),
             }
         )
+    statements += extra
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
@@ -209,6 +239,7 @@ class ModelRolesArgs:
     hosting: Prefixes | None  # None: the model does not serve on SageMaker
     repository_arns: Sequence[pulumi.Input[str]]
     secret_arns: Sequence[pulumi.Input[str]] = field(default_factory=list)
+    tracking_server_arn: pulumi.Input[str] | None = None  # training logs runs to it
 
 
 class ModelRoles(pulumi.ComponentResource):
@@ -249,11 +280,13 @@ class ModelRoles(pulumi.ComponentResource):
                 max_session_duration=43200,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            tracking = args.tracking_server_arn if use == "training" else None
             policy = pulumi.Output.all(
                 context.kms_key_arn,
                 {k: v for k, v in context.bucket_arns.items()},
                 list(args.repository_arns),
                 list(secrets),
+                tracking,
             ).apply(
                 lambda v, p=prefixes: model_policy(
                     context_arns=v[1],
@@ -264,6 +297,7 @@ class ModelRoles(pulumi.ComponentResource):
                     prefixes=p,
                     repository_arns=v[2],
                     secret_arns=v[3],
+                    extra=[run_policy_statement(v[4])] if v[4] else [],
                 )
             )
             aws.iam.RolePolicy(

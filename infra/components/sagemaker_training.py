@@ -31,6 +31,7 @@ class TrainingPipelineArgs:
     serving_image: pulumi.Input[str]
     source_uri: pulumi.Input[str] | None
     execution_role_arn: pulumi.Input[str]
+    tracking_server_arn: pulumi.Input[str] | None = None  # runs log to MLflow when set
 
 
 def pipeline_role_policy(
@@ -120,6 +121,13 @@ def pipeline_role_policy(
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+def tracking_environment(server_arn: str | None, experiment: str) -> dict[str, str]:
+    """What points a run's MLflow client at the stack's tracking server (none: no tracking)."""
+    if not server_arn:
+        return {}
+    return {"MLFLOW_TRACKING_URI": server_arn, "MLFLOW_EXPERIMENT_NAME": experiment}
+
+
 class TrainingPipeline(pulumi.ComponentResource):
     """Model package group + SageMaker Pipeline (+ schedule) for one model."""
 
@@ -180,6 +188,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             context.bucket_names["artifacts"],
             context.bucket_names["checkpoints"],
             group.model_package_group_name,
+            args.tracking_server_arn,
         ).apply(
             lambda v: render(
                 PipelineInputs(
@@ -197,6 +206,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     checkpoints_bucket=v[8],
                     model_package_group=v[9],
                     region=context.region,
+                    environment=tracking_environment(v[10], model.name),
                 )
             )
         )

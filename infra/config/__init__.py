@@ -42,6 +42,7 @@ from infra.config.registry import Registry
 from infra.config.stack import SCHEMA_KEYS, StackConfig, describe_allowed, field_at
 from infra.config.storage import Storage
 from infra.config.tags import Tags
+from infra.config.tracking import Tracking
 
 __all__ = [
     "KUBERNETES_VERSIONS",
@@ -71,6 +72,7 @@ __all__ = [
     "Storage",
     "SystemNodes",
     "Tags",
+    "Tracking",
     "Training",
     "Tuning",
     "aws_regions",

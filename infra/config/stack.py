@@ -19,6 +19,7 @@ from infra.config.pools import GpuPool
 from infra.config.registry import Registry
 from infra.config.storage import Storage
 from infra.config.tags import Tags
+from infra.config.tracking import Tracking
 
 
 class StackConfig(Section):
@@ -34,6 +35,9 @@ class StackConfig(Section):
     registry: Registry = Field(default_factory=Registry, description="Container registry.")
     budget: Budget = Field(default_factory=Budget, description="Monthly cost limit.")
     alerts: Alerts = Field(default_factory=Alerts, description="Who hears about alarms.")
+    tracking: Tracking = Field(
+        default_factory=Tracking, description="Experiment tracking (managed MLflow), optional."
+    )
     secrets: dict[str, str] = Field(
         default_factory=dict,
         description="Named secrets (e.g. a Hugging Face token) stored in Secrets Manager under "

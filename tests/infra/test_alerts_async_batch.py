@@ -190,3 +190,38 @@ def test_the_batch_input_may_be_external_only_on_purpose(stack_variant, tmp_path
     path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "batch": batch}]})
     with pytest.raises(StackConfigError, match=r"batch\.input.*outside the stack's buckets"):
         load_stack_file(path)
+
+
+def test_training_logs_to_the_stacks_mlflow_server_when_tracking_is_on(plan_of):
+    plan = plan_of("prod")
+    server = plan.get("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer", "mlplatform-prod")
+    artifacts = plan.outputs["bucketNames"]["artifacts"]
+    assert server.inputs["artifactStoreUri"] == f"s3://{artifacts}/mlflow/"
+    assert server.inputs["trackingServerSize"] == "Small"
+    arn = plan.outputs["trackingServerArn"]
+    definition = json.loads(
+        plan.get(PIPELINE, "mlplatform-prod-digits").inputs["pipelineDefinition"]
+    )
+    train = next(s for s in definition["Steps"] if s["Type"] == "Training")["Arguments"]
+    assert train["Environment"] == {
+        "MLFLOW_EXPERIMENT_NAME": "digits",
+        "MLFLOW_TRACKING_URI": arn,
+    }
+    policy = json.loads(
+        plan.get(
+            "aws:iam/rolePolicy:RolePolicy", "mlplatform-prod-digits-sagemaker-training"
+        ).inputs["policy"]
+    )
+    (logging,) = [s for s in policy["Statement"] if s["Sid"] == "LogRunsToMlflow"]
+    assert logging["Resource"] == arn
+    assert all(a.startswith("sagemaker-mlflow:") and "*" not in a for a in logging["Action"])
+
+
+def test_no_tracking_server_unless_the_stack_asks(plan_of):
+    plan = plan_of("dev")
+    assert not plan.of_type("aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer")
+    definition = json.loads(
+        plan.get(PIPELINE, "mlplatform-dev-digits").inputs["pipelineDefinition"]
+    )
+    train = next(s for s in definition["Steps"] if s["Type"] == "Training")["Arguments"]
+    assert "Environment" not in train
