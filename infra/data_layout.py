@@ -107,8 +107,13 @@ class DataLayout:
     def monitoring_prefix(self) -> str:
         return f"monitoring/{self.model}/"
 
-    def training_prefixes(self) -> Prefixes:
-        """What the model's jobs (prepare, train, tune, evaluate) read and write."""
+    @property
+    def baseline_key(self) -> str:
+        """The baseline of the newest model that passed its gate (the training pipeline's)."""
+        return f"{self.monitoring_prefix}baseline/baseline.json"
+
+    def training_prefixes(self, baseline: bool = False) -> Prefixes:
+        """What the model's jobs (prepare, train, tune, evaluate, baseline) read and write."""
         reads = [("datasets", c.prefix) for c in self.channels if c.prefix]
         reads += [
             ("datasets", self.test_prefix),
@@ -121,6 +126,7 @@ class DataLayout:
                 ("datasets", self.prepared_prefix),
                 ("artifacts", self.artifacts_prefix),
                 ("checkpoints", self.checkpoints_prefix),
+                *([("artifacts", f"{self.monitoring_prefix}baseline/")] if baseline else []),
             ],
             external_read=[c.uri for c in self.channels if c.uri],
         )
@@ -131,10 +137,13 @@ class DataLayout:
         asynchronous: bool = False,
         batch_input: tuple[str | None, str | None] | None = None,
     ) -> Prefixes:
-        """What the model's endpoint and batch jobs read (its artifacts, batch input) and write
-        (captured data, async results, batch results), each only where the stack uses it."""
+        """What the model's endpoint, drift checks and batch jobs read (its artifacts, batch
+        input) and write (captured data and drift reports, async results, batch results), each
+        only where the stack uses it."""
         read = [("artifacts", self.artifacts_prefix)]
         write = [("artifacts", self.capture_prefix)] if capture else []
+        if capture:  # the drift check reads captured data and writes its reports
+            write.append(("artifacts", self.monitoring_prefix))
         if asynchronous:
             write.append(("artifacts", self.async_prefix))
         external = []

@@ -5,7 +5,8 @@ steps carry CreateProcessingJob / CreateTrainingJob / CreateHyperParameterTuning
 CreateModelPackage arguments. `render` sorts keys, so an unchanged stack re-plans to the same
 bytes and `pulumi preview` shows no diff.
 
-    [Prepare] -> Train | Tune -> Evaluate (independent) -> MeetsThreshold ? Register : Fail
+    [Prepare] -> Train | Tune -> Evaluate (independent) -> MeetsThreshold ? Register [+ Baseline]
+                                                                            : Fail
 
 Prepare runs the model's own preparation entry point and writes its channels and the held-out
 `test` channel. Evaluate runs the platform's evaluator (`python -m serving evaluate`) on the
@@ -57,6 +58,7 @@ class PipelineInputs:
     model_package_group: str
     region: str
     environment: dict[str, str] | None = None  # the training job's variables (e.g. MLflow's)
+    baseline: bool = False  # the endpoint captures data: record the training data's baseline
 
     @property
     def manifest(self) -> ModelManifest:
@@ -393,6 +395,34 @@ def evaluation_job(p: PipelineInputs) -> dict[str, Any]:
     return job
 
 
+def baseline_job(p: PipelineInputs) -> dict[str, Any]:
+    """CreateProcessingJob arguments: the drift baseline of the data the model trained on,
+    written where the endpoint's scheduled drift check reads it."""
+    channel = (
+        "train" if any(c.name == "train" for c in p.layout.channels) else p.layout.channels[0].name
+    )
+    command = [
+        "python", "-m", "training.drift", "baseline",
+        "--data-dir", f"{PROCESSING}/{channel}",
+        "--out", f"{PROCESSING}/baseline/baseline.json",
+    ]  # fmt: skip
+    job = _processing_job(p, command)
+    job["ProcessingInputs"] = [
+        _processing_input(channel, _channel_uri(p, channel), f"{PROCESSING}/{channel}")
+    ]
+    job["ProcessingOutputConfig"] = {
+        "Outputs": [
+            _processing_output(
+                "baseline",
+                f"{PROCESSING}/baseline",
+                f"s3://{p.artifacts_bucket}/{p.layout.baseline_key.rsplit('/', 1)[0]}",
+            )
+        ],
+        "KmsKeyId": p.kms_key_arn,
+    }
+    return job
+
+
 def register_model(p: PipelineInputs) -> dict[str, Any]:
     """CreateModelPackage arguments: a version in the model's group, awaiting approval."""
     evaluation_uri = {
@@ -423,7 +453,7 @@ def register_model(p: PipelineInputs) -> dict[str, Any]:
     }
 
 
-def _gate(p: PipelineInputs, register: dict[str, Any]) -> dict[str, Any]:
+def _gate(p: PipelineInputs, passed: list[dict[str, Any]]) -> dict[str, Any]:
     """Register only when the evaluator's metric reaches the model's threshold."""
     objective = p.manifest.train.objective
     metric = {
@@ -451,7 +481,7 @@ def _gate(p: PipelineInputs, register: dict[str, Any]) -> dict[str, Any]:
             "Conditions": [
                 {"Type": better, "LeftValue": metric, "RightValue": parameter("MetricThreshold")}
             ],
-            "IfSteps": [register],
+            "IfSteps": passed,
             "ElseSteps": [below],
         },
     }
@@ -481,9 +511,11 @@ def definition(p: PipelineInputs) -> dict[str, Any]:
             ],
         }
     )
-    register = {"Name": "Register", "Type": "RegisterModel", "Arguments": register_model(p)}
+    passed = [{"Name": "Register", "Type": "RegisterModel", "Arguments": register_model(p)}]
+    if p.baseline:
+        passed.append({"Name": "Baseline", "Type": "Processing", "Arguments": baseline_job(p)})
     has_threshold = p.manifest.train.objective.threshold is not None
-    steps.append(_gate(p, register) if has_threshold else register)
+    steps += [_gate(p, passed)] if has_threshold else passed
     return {
         "Version": "2020-12-01",
         "Metadata": {},

@@ -16,6 +16,7 @@ from infra.components.eks_serving import EksModelServer, EksServingArgs
 from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime
 from infra.components.iam import ModelRoles, ModelRolesArgs
 from infra.components.images import ModelImages, ModelImagesArgs, repositories_for
+from infra.components.monitoring import ModelMonitor, ModelMonitorArgs
 from infra.components.network import Network, NetworkArgs
 from infra.components.registry import Registry, RegistryArgs
 from infra.components.sagemaker_serving import ModelEndpoint, ModelEndpointArgs
@@ -96,7 +97,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         for model in config.models
     ]
     alerts.notify_on_failed_pipelines(
-        [p.pipeline_arn for m in models for p in (m.pipeline,) if p is not None]
+        [p.pipeline_arn for m in models for p in (m.pipeline, m.batch, m.monitor) if p is not None]
     )
     return {
         "imageRefs": {m.name: m.images.refs for m in models},
@@ -108,6 +109,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         "kubernetesServices": {m.name: m.server.service_name for m in models if m.server},
         "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
         "batchPipelines": {m.name: m.batch.pipeline_name for m in models if m.batch},
+        "monitorPipelines": {m.name: m.monitor.pipeline_name for m in models if m.monitor},
         "alertTopicArn": alerts.topic_arn,
         **({"trackingServerArn": tracking.server_arn} if tracking else {}),
         "modelRoles": {
@@ -167,7 +169,7 @@ class ModelStack:
             ModelRolesArgs(
                 model_name=model.name,
                 context=context,
-                training=layout.training_prefixes()
+                training=layout.training_prefixes(baseline=capture)
                 if isinstance(training, SageMakerTraining)
                 else None,
                 hosting=layout.hosting_prefixes(
@@ -202,6 +204,7 @@ class ModelStack:
                     source_uri=self.images.source,
                     execution_role_arn=self.roles.role_arn("training"),
                     tracking_server_arn=tracking_server_arn,
+                    baseline=capture,
                 ),
             )
         else:
@@ -251,6 +254,20 @@ class ModelStack:
                     model_package_group=resource_name if self.pipeline else None,
                     alert_topic_arn=alerts.topic_arn,
                     async_prefix=layout.async_prefix,
+                ),
+            )
+        self.monitor: ModelMonitor | None = None
+        if capture and isinstance(serving, SageMakerEndpoint):
+            self.monitor = ModelMonitor(
+                resource_name,
+                ModelMonitorArgs(
+                    model_name=model.name,
+                    serving=serving,
+                    context=context,
+                    layout=layout,
+                    image=refs["platform"],
+                    role_arn=self.roles.role_arn("hosting"),
+                    alert_topic_arn=alerts.topic_arn,
                 ),
             )
         if batch is not None:

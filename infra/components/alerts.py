@@ -105,12 +105,13 @@ class StackAlerts(pulumi.ComponentResource):
         self.register_outputs({"topicArn": self.topic_arn})
 
     def notify_on_failed_pipelines(self, pipeline_arns: list[pulumi.Output[str]]) -> None:
-        """An EventBridge rule that posts failed or stopped executions of these pipelines."""
+        """An EventBridge rule that posts failed or stopped executions of these pipelines
+        (training, batch scoring, drift checks)."""
         if not pipeline_arns:
             return
         rule = aws.cloudwatch.EventRule(
             f"{self._name}-failed-pipelines",
-            description="A training pipeline execution of this stack failed or was stopped",
+            description="A pipeline of this stack (training, batch, drift check) failed or was stopped",
             event_pattern=pulumi.Output.all(*pipeline_arns).apply(
                 lambda arns: pipeline_failure_pattern(list(arns))
             ),

@@ -212,4 +212,5 @@ class ModelBatch(pulumi.ComponentResource):
                 parent=self,
             )
         self.pipeline_name = pipeline.pipeline_name
+        self.pipeline_arn = pipeline.arn
         self.register_outputs({"pipelineName": self.pipeline_name})

@@ -32,6 +32,7 @@ class TrainingPipelineArgs:
     source_uri: pulumi.Input[str] | None
     execution_role_arn: pulumi.Input[str]
     tracking_server_arn: pulumi.Input[str] | None = None  # runs log to MLflow when set
+    baseline: bool = False  # the endpoint captures data: record a drift baseline
 
 
 def pipeline_role_policy(
@@ -207,6 +208,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     model_package_group=v[9],
                     region=context.region,
                     environment=tracking_environment(v[10], model.name),
+                    baseline=args.baseline,
                 )
             )
         )

@@ -330,11 +330,26 @@ class SageMakerEndpoint(SageMakerServingBase):
         description="Share of requests and responses captured to the artifacts bucket under the "
         "stack key; 0 turns capture off.",
     )
+    drift_schedule: str = Field(
+        default="rate(1 day)",
+        description="With capture on: how often captured requests are checked for drift against "
+        "the training data's baseline.",
+    )
+    drift_alarm_score: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.2, description="Alarm when the share of drifted input features reaches this."
+    )
 
     @field_validator("instance_type")
     @classmethod
     def _sagemaker_type(cls, value: str) -> str:
         return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
+
+    @field_validator("drift_schedule")
+    @classmethod
+    def _drift_schedule(cls, value: str) -> str:
+        if not _SCHEDULE.match(value):
+            raise ValueError("must be cron(...) or rate(...), e.g. 'rate(1 day)'")
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> SageMakerEndpoint:

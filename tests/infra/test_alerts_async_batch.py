@@ -61,18 +61,14 @@ def test_endpoint_alarms_and_the_budget_notify_the_alert_topic(plan_of):
         assert notification["subscriberSnsTopicArns"] == [topic]
 
 
-def test_failed_training_pipelines_are_posted_to_the_alert_topic(plan: Plan):
+def test_failed_pipelines_are_posted_to_the_alert_topic(plan: Plan):
     rule = plan.get(
         "aws:cloudwatch/eventRule:EventRule", f"mlplatform-{plan.stack}-failed-pipelines"
     )
     pattern = json.loads(rule.inputs["eventPattern"])
     assert pattern["detail"]["currentPipelineExecutionStatus"] == ["Failed", "Stopped"]
-    training = {
-        r.outputs["arn"]
-        for r in plan.of_type(PIPELINE)
-        if not r.inputs["pipelineName"].endswith("-batch")
-    }
-    assert set(pattern["detail"]["pipelineArn"]) == training
+    every = {r.outputs["arn"] for r in plan.of_type(PIPELINE)}
+    assert set(pattern["detail"]["pipelineArn"]) == every, "training, batch and drift checks"
     (target,) = plan.of_type("aws:cloudwatch/eventTarget:EventTarget")
     assert target.inputs["arn"] == plan.outputs["alertTopicArn"]
 
@@ -225,3 +221,48 @@ def test_no_tracking_server_unless_the_stack_asks(plan_of):
     )
     train = next(s for s in definition["Steps"] if s["Type"] == "Training")["Arguments"]
     assert "Environment" not in train
+
+
+def test_training_records_a_drift_baseline_when_the_endpoint_captures_data(plan_of):
+    plan = plan_of("prod")
+    definition = json.loads(
+        plan.get(PIPELINE, "mlplatform-prod-digits").inputs["pipelineDefinition"]
+    )
+    steps = [s["Name"] for s in definition["Steps"]]
+    assert steps == ["Prepare", "Train", "Evaluate", "MeetsThreshold"]
+    gate = definition["Steps"][-1]["Arguments"]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["Register", "Baseline"], "only gated models"
+    baseline = gate["IfSteps"][1]["Arguments"]
+    command = baseline["AppSpecification"]["ContainerEntrypoint"]
+    assert command[:4] == ["python", "-m", "training.drift", "baseline"]
+    (output,) = baseline["ProcessingOutputConfig"]["Outputs"]
+    artifacts = plan.outputs["bucketNames"]["artifacts"]
+    assert output["S3Output"]["S3Uri"] == f"s3://{artifacts}/monitoring/digits/baseline"
+    dev = json.loads(
+        plan_of("dev").get(PIPELINE, "mlplatform-dev-digits").inputs["pipelineDefinition"]
+    )
+    assert [s["Name"] for s in dev["Steps"][-1]["Arguments"]["IfSteps"]] == ["Register"]
+
+
+def test_captured_requests_are_checked_for_drift_on_a_schedule_with_an_alarm(plan_of):
+    plan = plan_of("prod")
+    pipeline = plan.get(PIPELINE, "mlplatform-prod-digits-monitor")
+    (check,) = json.loads(pipeline.inputs["pipelineDefinition"])["Steps"]
+    args = check["Arguments"]
+    artifacts = plan.outputs["bucketNames"]["artifacts"]
+    command = args["AppSpecification"]["ContainerEntrypoint"]
+    assert command[:4] == ["python", "-m", "training.drift", "check"]
+    options = dict(zip(command[4::2], command[5::2], strict=True))
+    assert options["--baseline"] == f"s3://{artifacts}/monitoring/digits/baseline/baseline.json"
+    assert options["--capture"] == f"s3://{artifacts}/data-capture/digits/"
+    assert options["--metric-namespace"] == "mlplatform/Drift" and options["--model"] == "digits"
+    assert args["AppSpecification"]["ImageUri"] == plan.outputs["imageRefs"]["digits"]["platform"]
+    assert args["RoleArn"] == plan.outputs["modelRoles"]["digits"]["hosting"]
+    schedule = plan.get(
+        "aws:scheduler/schedule:Schedule", "mlplatform-prod-digits-monitor-schedule"
+    )
+    assert schedule.inputs["scheduleExpression"] == "rate(1 day)"
+    alarm = plan.get(ALARM, "mlplatform-prod-digits-drift").inputs
+    assert (alarm["namespace"], alarm["metricName"]) == ("mlplatform/Drift", "DriftScore")
+    assert alarm["threshold"] == 0.2 and alarm["alarmActions"] == [plan.outputs["alertTopicArn"]]
+    assert not [p for p in plan_of("dev").of_type(PIPELINE) if p.name.endswith("-monitor")]

@@ -36,11 +36,14 @@ def test_training_roles_reach_only_their_models_prefixes(plan: Plan):
             continue
         found = statements(plan, f"mlplatform-{plan.stack}-{model.name}-sagemaker-training")
         writes = set(found["WriteModelObjects"]["Resource"])
-        assert writes == {
+        expected = {
             f"{arns['datasets']}/{model.name}/prepared/*",
             f"{arns['artifacts']}/models/{model.name}/*",
             f"{arns['checkpoints']}/{model.name}/*",
         }
+        if getattr(model.serving, "data_capture_percent", 0):  # the drift baseline
+            expected.add(f"{arns['artifacts']}/monitoring/{model.name}/baseline/*")
+        assert writes == expected
         reads = set(found["ReadModelObjects"]["Resource"])
         assert f"{arns['datasets']}/{model.name}/train/*" in reads
         assert all(f"/{model.name}/" in r or r.endswith(f"/{model.name}/*") for r in reads), reads
@@ -59,8 +62,8 @@ def test_hosting_roles_only_read_their_models_artifacts(plan: Plan):
         )
         # What the endpoint and batch jobs write, each only where the stack uses it.
         writes = []
-        if getattr(model.serving, "data_capture_percent", 0):
-            writes.append(f"data-capture/{model.name}/*")
+        if getattr(model.serving, "data_capture_percent", 0):  # and the drift check's reports
+            writes += [f"data-capture/{model.name}/*", f"monitoring/{model.name}/*"]
         if getattr(model.serving, "mode", "") == "async":
             writes.append(f"async/{model.name}/*")
         if model.batch:
