@@ -1,4 +1,5 @@
-"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas.
+"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas,
+and the network policies that deny workload traffic by default.
 
 Everything here goes through one `pulumi_kubernetes.Provider` built from the cluster's outputs,
 so workloads (training jobs, serving Deployments) reuse `KubernetesLayer.provider` and the
@@ -16,7 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import config
-from infra.components.cluster_iam import pod_identity_role
+from infra.components.cluster_iam import PodIdentityScope, pod_identity_role
 from infra.components.gpu_pools import (
     AMI_FAMILY_LABEL,
     EFA_LABEL,
@@ -24,6 +25,7 @@ from infra.components.gpu_pools import (
     GPU_TAINT,
     SYSTEM_NODE_SELECTOR,
 )
+from infra.components.network_policies import network_policies
 from infra.context import StackContext
 
 # Workload namespaces and the PriorityClass each one's pods use (serving preempts training).
@@ -228,6 +230,13 @@ class KubernetesLayer(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
             )
+            for policy_name, spec in network_policies(namespace).items():
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{namespace}-{policy_name}",
+                    metadata={"name": policy_name, "namespace": created.metadata.name},
+                    spec=spec,
+                    opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
+                )
             self.namespaces[namespace] = created.metadata.name
 
         role = pod_identity_role(
@@ -235,6 +244,13 @@ class KubernetesLayer(pulumi.ComponentResource):
             description="cluster-autoscaler: resizes this cluster's node groups",
             policy=pulumi.Output.from_input(args.cluster_name).apply(autoscaler_policy),
             parent=self,
+            scope=PodIdentityScope(
+                pulumi.Output.from_input(args.cluster_name).apply(
+                    lambda cluster: args.context.arn("eks", f"cluster/{cluster}")
+                ),
+                "kube-system",
+                AUTOSCALER_SERVICE_ACCOUNT,
+            ),
         )
         association = aws.eks.PodIdentityAssociation(
             f"{name}-cluster-autoscaler",
