@@ -137,32 +137,6 @@ class Storage(pulumi.ComponentResource):
         )
         aws.kms.Alias(name, name=f"alias/{name}", target_key_id=key.key_id, opts=child)
 
-        # S3 log delivery supports only SSE-S3 on the target bucket (infra/restrictions.json,
-        # s3-log-target-sse-s3); the logs hold request metadata, never object contents.
-        self.log_bucket = aws.s3.Bucket(
-            f"{name}-access-logs", force_destroy=settings.force_destroy, opts=kept
-        )
-        log_rule: aws.s3.BucketServerSideEncryptionConfigurationRuleArgsDict = {
-            "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}
-        }
-        log_versioning, log_block = self._harden(f"{name}-access-logs", self.log_bucket, log_rule)
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-access-logs",
-            bucket=self.log_bucket.id,
-            rules=[
-                {
-                    "id": "expire-access-logs",
-                    "status": "Enabled",
-                    "filter": {},
-                    "expiration": {"days": ACCESS_LOG_RETENTION_DAYS},
-                    "noncurrent_version_expiration": {
-                        "noncurrent_days": settings.noncurrent_version_expiration_days
-                    },
-                }
-            ],
-            opts=pulumi.ResourceOptions(parent=self.log_bucket, depends_on=[log_versioning]),
-        )
-
         self.buckets = {}
         for purpose in BUCKET_PURPOSES:
             bucket_name = f"{name}-{purpose}"
@@ -215,6 +189,35 @@ class Storage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=bucket, depends_on=[versioning]),
             )
             self.buckets[purpose] = bucket
+
+        # S3 log delivery supports only SSE-S3 on the target bucket (infra/restrictions.json,
+        # s3-log-target-sse-s3); the logs hold request metadata, never object contents.
+        self.log_bucket = aws.s3.Bucket(
+            f"{name}-access-logs", force_destroy=settings.force_destroy, opts=kept
+        )
+        log_rule: aws.s3.BucketServerSideEncryptionConfigurationRuleArgsDict = {
+            "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}
+        }
+        log_versioning, log_block = self._harden(f"{name}-access-logs", self.log_bucket, log_rule)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs",
+            bucket=self.log_bucket.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {},
+                    "expiration": {"days": ACCESS_LOG_RETENTION_DAYS},
+                    "abort_incomplete_multipart_upload": {
+                        "days_after_initiation": settings.abort_incomplete_multipart_days
+                    },
+                    "noncurrent_version_expiration": {
+                        "noncurrent_days": settings.noncurrent_version_expiration_days
+                    },
+                }
+            ],
+            opts=pulumi.ResourceOptions(parent=self.log_bucket, depends_on=[log_versioning]),
+        )
 
         # Written only after the delivery grant exists, so no log is dropped at creation.
         log_policy = aws.s3.BucketPolicy(
