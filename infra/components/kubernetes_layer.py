@@ -70,13 +70,14 @@ class KubernetesLayerArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
-def autoscaler_policy(cluster_name: str) -> str:
-    """Read anything it must, but resize and terminate only this cluster's node groups."""
+def autoscaler_policy(cluster_name: str, context: StackContext) -> str:
+    """Read anything it must, but describe and resize only this cluster's node groups."""
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
+                    # Describe and list calls have no resource-level permissions.
                     "Sid": "Discover",
                     "Effect": "Allow",
                     "Action": [
@@ -88,9 +89,14 @@ def autoscaler_policy(cluster_name: str) -> str:
                         "ec2:DescribeInstanceTypes",
                         "ec2:DescribeLaunchTemplateVersions",
                         "ec2:GetInstanceTypesFromInstanceRequirements",
-                        "eks:DescribeNodegroup",
                     ],
                     "Resource": "*",
+                },
+                {
+                    "Sid": "DescribeOwnNodeGroups",
+                    "Effect": "Allow",
+                    "Action": ["eks:DescribeNodegroup"],
+                    "Resource": context.arn("eks", f"nodegroup/{cluster_name}/*"),
                 },
                 {
                     # EKS tags every managed node group's ASG with this key.
@@ -100,7 +106,9 @@ def autoscaler_policy(cluster_name: str) -> str:
                         "autoscaling:SetDesiredCapacity",
                         "autoscaling:TerminateInstanceInAutoScalingGroup",
                     ],
-                    "Resource": "*",
+                    "Resource": context.arn(
+                        "autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"
+                    ),
                     "Condition": {
                         "StringEquals": {
                             f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
@@ -242,7 +250,9 @@ class KubernetesLayer(pulumi.ComponentResource):
         role = pod_identity_role(
             f"{name}-cluster-autoscaler",
             description="cluster-autoscaler: resizes this cluster's node groups",
-            policy=pulumi.Output.from_input(args.cluster_name).apply(autoscaler_policy),
+            policy=pulumi.Output.from_input(args.cluster_name).apply(
+                lambda cluster: autoscaler_policy(cluster, args.context)
+            ),
             parent=self,
             scope=PodIdentityScope(
                 pulumi.Output.from_input(args.cluster_name).apply(

@@ -176,6 +176,7 @@ class Network(pulumi.ComponentResource):
                         "from_port": 443,
                         "to_port": 443,
                         "cidr_blocks": [settings.cidr],
+                        "description": "HTTPS to AWS APIs from inside the VPC",
                     }
                 ],
                 egress=[],
