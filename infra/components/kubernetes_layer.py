@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
@@ -242,7 +243,8 @@ class KubernetesLayer(pulumi.ComponentResource):
                 k8s.networking.v1.NetworkPolicy(
                     f"{name}-{namespace}-{policy_name}",
                     metadata={"name": policy_name, "namespace": created.metadata.name},
-                    spec=spec,
+                    # Written in the API's camelCase (what kubernetes-validate checks).
+                    spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, spec),
                     opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
                 )
             self.namespaces[namespace] = created.metadata.name

@@ -131,8 +131,8 @@ def terraform_plan(plan: Plan) -> dict[str, Any]:
         own = address[r.urn] + "."
         for key, value in list(values.items()):
             items = value if isinstance(value, list) else [value]
-            refs = [produced.get(v) if isinstance(v, str) else None for v in items]
-            if items and all(refs) and not any(ref.startswith(own) for ref in refs):
+            refs = [produced[v] for v in items if isinstance(v, str) and v in produced]
+            if items and len(refs) == len(items) and not any(r.startswith(own) for r in refs):
                 del values[key]
                 expressions[key] = {
                     "references": [x for ref in refs for x in (ref, ref.rsplit(".", 1)[0])]
