@@ -8,6 +8,7 @@ the program must adopt, under the offline plan's mocks, and run the policy rules
 
 from __future__ import annotations
 
+import copy
 import json
 
 from pulumi.runtime import mocks as pulumi_mocks
@@ -119,3 +120,25 @@ def test_network_and_storage_together_pass_every_network_trust_and_encryption_po
     }
     found = [f"{v.policy}: {v.message}" for v in check_plan(network_plan()) if v.policy in relevant]
     assert found == []
+
+
+def test_a_flow_log_that_stops_or_narrows_is_caught():
+    plan = copy.deepcopy(network_plan())
+    (flow_log,) = plan.of_type("aws:ec2/flowLog:FlowLog")
+    flow_log.inputs["trafficType"] = flow_log.outputs["trafficType"] = "REJECT"
+    assert [v.policy for v in check_plan(plan) if v.policy == "vpc-flow-logs"] == ["vpc-flow-logs"]
+    plan.resources.remove(flow_log)
+    assert [v.policy for v in check_plan(plan) if v.policy == "vpc-flow-logs"] == ["vpc-flow-logs"]
+
+
+def test_a_flow_log_role_bound_to_the_wrong_source_arn_is_caught():
+    plan = copy.deepcopy(network_plan())
+    role = plan.get("aws:iam/role:Role", f"mlplatform-{STACK}-flow-logs")
+    for props in (role.inputs, role.outputs):
+        doc = json.loads(props["assumeRolePolicy"])
+        doc["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"] = (
+            "arn:aws:ec2:us-east-1:123456789012:vpc/*"
+        )
+        props["assumeRolePolicy"] = json.dumps(doc)
+    [message] = [v.message for v in check_plan(plan) if v.policy == "iam-trust-source-arn"]
+    assert "vpc-flow-log/" in message and "would fail" in message

@@ -252,3 +252,74 @@ def test_a_spot_training_step_whose_wait_is_shorter_than_its_runtime_is_caught(p
     plan, name = _edit(plan_of("prod"), "aws:sagemaker/pipeline:Pipeline", shorten)
     found = [m for m in _found(plan, "aws-feature-restrictions") if "spot-max-wait" in m]
     assert found and name in found[0]
+
+
+def test_a_schedule_role_bound_to_one_schedule_instead_of_its_group_is_caught(plan_of):
+    # The program's roles lack aws:SourceArn today (advisory); a wrong form is a new finding.
+    def one_schedule(props):
+        doc = json.loads(props["assumeRolePolicy"])
+        doc["Statement"][0]["Condition"]["ArnLike"] = {
+            "aws:SourceArn": "arn:aws:scheduler:us-east-1:123456789012:schedule/default/retrain"
+        }
+        props["assumeRolePolicy"] = json.dumps(doc)
+
+    plan = plan_of("prod")
+    before = _found(plan, "iam-trust-source-arn")
+    weakened, name = _edit(
+        plan, "aws:iam/role:Role", one_schedule, "mlplatform-prod-digits-schedule"
+    )
+    new = [m for m in _found(weakened, "iam-trust-source-arn") if m not in before]
+    assert len(new) == 1 and name in new[0] and "schedule-group/default" in new[0]
+
+
+def _pods(props: dict) -> list[dict]:
+    spec = props["spec"]["template"]["spec"]
+    if "replicatedJobs" in spec:
+        spec = spec["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    return [spec]
+
+
+def _repair(props: dict) -> None:
+    """What eks_serving/eks_training must add: read-only root, memory limits, no API token."""
+    for pod in _pods(props):
+        pod["automountServiceAccountToken"] = False
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            c["securityContext"]["readOnlyRootFilesystem"] = True
+            c.setdefault("resources", {}).setdefault("limits", {})["memory"] = "1Gi"
+
+
+WORKLOADS = [
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:trainer.kubeflow.org/v1alpha1:TrainingRuntime",
+]
+
+
+@pytest.mark.parametrize("type_", WORKLOADS, ids=["deployment", "runtime"])
+@pytest.mark.parametrize(
+    ("policy", "weaken"),
+    [
+        (
+            "k8s-read-only-root-fs",
+            lambda pod: pod["containers"][0]["securityContext"].update(
+                readOnlyRootFilesystem=False
+            ),
+        ),
+        (
+            "k8s-memory-limits",
+            lambda pod: pod["initContainers"][0]["resources"]["limits"].pop("memory"),
+        ),
+        ("k8s-service-account-token", lambda pod: pod.pop("automountServiceAccountToken")),
+    ],
+)
+def test_repaired_staging_workloads_pass_and_one_weakened_container_is_caught(
+    plan_of, type_, policy, weaken
+):
+    # These rules are advisory because staging's pods break them today; repair the real pods
+    # in a copy, then take one thing away again.
+    plan = plan_of("staging")
+    for workload in WORKLOADS:
+        plan, _ = _edit(plan, workload, _repair)
+    assert not any(type_.rsplit(":", 1)[-1] in m for m in _found(plan, policy))
+    weakened, name = _edit(plan, type_, lambda p: weaken(_pods(p)[0]))
+    found = _found(weakened, policy)
+    assert len(found) == 1 and name in found[0]
