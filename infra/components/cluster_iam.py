@@ -56,11 +56,12 @@ def flow_logs_trust(partition: str, region: str, account: str) -> str:
 
 @dataclass(frozen=True)
 class PodIdentityScope:
-    """The one service account (in one namespace of one cluster) a Pod Identity role is for."""
+    """The one service account (in one namespace of one cluster) a Pod Identity role is for;
+    each part may be an output of another resource (a namespace, the cluster)."""
 
     cluster_arn: pulumi.Input[str]
-    namespace: str
-    service_account: str
+    namespace: pulumi.Input[str]
+    service_account: pulumi.Input[str]
 
 
 def pod_identity_trust(cluster_arn: str, namespace: str, service_account: str) -> str:
@@ -95,8 +96,8 @@ def pod_identity_role(
     unscoped, which the iam-pod-identity-trust policy reports (callers should pass a scope)."""
     trust: pulumi.Input[str] = service_trust(POD_IDENTITY, tag_session=True)
     if scope is not None:
-        trust = pulumi.Output.from_input(scope.cluster_arn).apply(
-            lambda arn: pod_identity_trust(arn, scope.namespace, scope.service_account)
+        trust = pulumi.Output.all(scope.cluster_arn, scope.namespace, scope.service_account).apply(
+            lambda v: pod_identity_trust(v[0], v[1], v[2])
         )
     role = aws.iam.Role(
         name,
