@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from infra import config, instances
 from infra.components.cluster_iam import (
+    PodIdentityScope,
     cluster_key_policy,
     ebs_csi_key_policy,
     managed_policy,
@@ -18,6 +19,7 @@ from infra.components.cluster_iam import (
     s3_csi_policy,
     service_trust,
 )
+from infra.components.storage import stack_log_groups
 from infra.context import StackContext
 
 # Add-ons installed before any node joins (networking and credentials) and after the system
@@ -30,6 +32,11 @@ ADDON_SERVICE_ACCOUNTS = {
     "aws-ebs-csi-driver": "ebs-csi-controller-sa",
     "aws-mountpoint-s3-csi-driver": "s3-csi-driver-sa",
 }
+# Where EKS runs the add-ons' pods, and so their service accounts.
+ADDON_NAMESPACE = "kube-system"
+# Add-on configuration: the VPC CNI's network-policy agent enforces the namespaces'
+# NetworkPolicies (a string "true", as the add-on's schema wants: infra/restrictions.json).
+ADDON_CONFIGURATION = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 ADMIN_POLICY = "arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
@@ -174,11 +181,13 @@ class EksCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=role),
             ),
         ]
-        # EKS writes to this group; creating it first sets retention instead of "never expire".
+        # EKS writes to this group; creating it first sets retention instead of "never expire",
+        # and puts it under the stack key (whose policy grants CloudWatch Logs this group).
         logs = aws.cloudwatch.LogGroup(
             f"{name}-control-plane",
-            name=f"/aws/eks/{args.cluster_name}/cluster",
+            name=stack_log_groups(args.cluster_name)["eks"],
             retention_in_days=settings.log_retention_days,
+            kms_key_id=context.kms_key_arn,
             opts=child,
         )
         cluster = aws.eks.Cluster(
@@ -246,12 +255,21 @@ class EksCluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=node_role),
             )
 
+        # The cluster's ARN is known before it exists: the roles' trusts can name it.
+        cluster_arn = context.arn("eks", f"cluster/{args.cluster_name}")
+
+        def scope(addon_name: str) -> PodIdentityScope:
+            return PodIdentityScope(
+                cluster_arn, ADDON_NAMESPACE, ADDON_SERVICE_ACCOUNTS[addon_name]
+            )
+
         roles = {
             "vpc-cni": pod_identity_role(
                 f"{name}-vpc-cni",
                 description="VPC CNI: manages pod network interfaces",
                 managed_policy_arns=[policy("AmazonEKS_CNI_Policy")],
                 parent=self,
+                scope=scope("vpc-cni"),
             ),
             "aws-ebs-csi-driver": pod_identity_role(
                 f"{name}-ebs-csi",
@@ -259,6 +277,7 @@ class EksCluster(pulumi.ComponentResource):
                 managed_policy_arns=[policy("service-role/AmazonEBSCSIDriverPolicy")],
                 policy=pulumi.Output.from_input(context.kms_key_arn).apply(ebs_csi_key_policy),
                 parent=self,
+                scope=scope("aws-ebs-csi-driver"),
             ),
             "aws-mountpoint-s3-csi-driver": pod_identity_role(
                 f"{name}-s3-csi",
@@ -267,6 +286,7 @@ class EksCluster(pulumi.ComponentResource):
                     context.bucket_arns["datasets"], context.kms_key_arn
                 ).apply(lambda v: s3_csi_policy(*v)),
                 parent=self,
+                scope=scope("aws-mountpoint-s3-csi-driver"),
             ),
         }
 
@@ -279,6 +299,11 @@ class EksCluster(pulumi.ComponentResource):
                 # No addon_version: EKS installs its default for the cluster's version.
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
+                configuration_values=(
+                    json.dumps(ADDON_CONFIGURATION[addon_name])
+                    if addon_name in ADDON_CONFIGURATION
+                    else None
+                ),
                 pod_identity_associations=(
                     [{"role_arn": roles[addon_name].arn, "service_account": account}]
                     if account

@@ -1,4 +1,5 @@
-"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas.
+"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas,
+and the network policies that deny workload traffic by default.
 
 Everything here goes through one `pulumi_kubernetes.Provider` built from the cluster's outputs,
 so workloads (training jobs, serving Deployments) reuse `KubernetesLayer.provider` and the
@@ -10,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import config
-from infra.components.cluster_iam import pod_identity_role
+from infra.components.cluster_iam import PodIdentityScope, pod_identity_role
 from infra.components.gpu_pools import (
     AMI_FAMILY_LABEL,
     EFA_LABEL,
@@ -24,6 +26,7 @@ from infra.components.gpu_pools import (
     GPU_TAINT,
     SYSTEM_NODE_SELECTOR,
 )
+from infra.components.network_policies import network_policies
 from infra.context import StackContext
 
 # Workload namespaces and the PriorityClass each one's pods use (serving preempts training).
@@ -68,13 +71,14 @@ class KubernetesLayerArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
-def autoscaler_policy(cluster_name: str) -> str:
-    """Read anything it must, but resize and terminate only this cluster's node groups."""
+def autoscaler_policy(cluster_name: str, context: StackContext) -> str:
+    """Read anything it must, but describe and resize only this cluster's node groups."""
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
                 {
+                    # Describe and list calls have no resource-level permissions.
                     "Sid": "Discover",
                     "Effect": "Allow",
                     "Action": [
@@ -86,9 +90,14 @@ def autoscaler_policy(cluster_name: str) -> str:
                         "ec2:DescribeInstanceTypes",
                         "ec2:DescribeLaunchTemplateVersions",
                         "ec2:GetInstanceTypesFromInstanceRequirements",
-                        "eks:DescribeNodegroup",
                     ],
                     "Resource": "*",
+                },
+                {
+                    "Sid": "DescribeOwnNodeGroups",
+                    "Effect": "Allow",
+                    "Action": ["eks:DescribeNodegroup"],
+                    "Resource": context.arn("eks", f"nodegroup/{cluster_name}/*"),
                 },
                 {
                     # EKS tags every managed node group's ASG with this key.
@@ -98,7 +107,9 @@ def autoscaler_policy(cluster_name: str) -> str:
                         "autoscaling:SetDesiredCapacity",
                         "autoscaling:TerminateInstanceInAutoScalingGroup",
                     ],
-                    "Resource": "*",
+                    "Resource": context.arn(
+                        "autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"
+                    ),
                     "Condition": {
                         "StringEquals": {
                             f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
@@ -228,13 +239,30 @@ class KubernetesLayer(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
             )
+            for policy_name, spec in network_policies(namespace).items():
+                k8s.networking.v1.NetworkPolicy(
+                    f"{name}-{namespace}-{policy_name}",
+                    metadata={"name": policy_name, "namespace": created.metadata.name},
+                    # Written in the API's camelCase (what kubernetes-validate checks).
+                    spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, spec),
+                    opts=pulumi.ResourceOptions(parent=created, provider=self.provider),
+                )
             self.namespaces[namespace] = created.metadata.name
 
         role = pod_identity_role(
             f"{name}-cluster-autoscaler",
             description="cluster-autoscaler: resizes this cluster's node groups",
-            policy=pulumi.Output.from_input(args.cluster_name).apply(autoscaler_policy),
+            policy=pulumi.Output.from_input(args.cluster_name).apply(
+                lambda cluster: autoscaler_policy(cluster, args.context)
+            ),
             parent=self,
+            scope=PodIdentityScope(
+                pulumi.Output.from_input(args.cluster_name).apply(
+                    lambda cluster: args.context.arn("eks", f"cluster/{cluster}")
+                ),
+                "kube-system",
+                AUTOSCALER_SERVICE_ACCOUNT,
+            ),
         )
         association = aws.eks.PodIdentityAssociation(
             f"{name}-cluster-autoscaler",

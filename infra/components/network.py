@@ -1,15 +1,22 @@
-"""The VPC: private subnets for compute, public subnets for NAT, endpoints for AWS APIs."""
+"""The VPC: private subnets for compute, public subnets for NAT, endpoints for AWS APIs, and
+flow logs of all its traffic to a log group under the stack key."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import config
+from infra.components.cluster_iam import flow_logs_trust
+from infra.components.storage import stack_log_groups
 from infra.context import StackContext
+
+# A year of flow logs: enough to investigate an incident after the fact.
+FLOW_LOG_RETENTION_DAYS = 365
 
 # Interface endpoints that keep image pulls, credential exchange (STS, and EKS Pod Identity's
 # eks-auth), node-group lookups by the cluster-autoscaler (eks) and SageMaker calls private.
@@ -26,7 +33,8 @@ INTERFACE_ENDPOINT_SERVICES = (
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    """The stack file's `mlplatform:network` section and the stack it belongs to."""
+    """The stack file's `mlplatform:network` section and the stack it belongs to. Flow logs
+    need the stack key: they are declared when the context carries it (`with_storage`)."""
 
     settings: config.Network
     context: StackContext
@@ -168,6 +176,7 @@ class Network(pulumi.ComponentResource):
                         "from_port": 443,
                         "to_port": 443,
                         "cidr_blocks": [settings.cidr],
+                        "description": "HTTPS to AWS APIs from inside the VPC",
                     }
                 ],
                 egress=[],
@@ -187,6 +196,9 @@ class Network(pulumi.ComponentResource):
                     opts=child,
                 )
 
+        if args.context.kms_key is not None:
+            self._flow_logs(name, args.context, vpc)
+
         self.vpc_id = vpc.id
         self.vpc_cidr = settings.cidr
         self.register_outputs(
@@ -195,4 +207,65 @@ class Network(pulumi.ComponentResource):
                 "privateSubnetIds": self.private_subnet_ids,
                 "publicSubnetIds": self.public_subnet_ids,
             }
+        )
+
+    def _flow_logs(self, name: str, context: StackContext, vpc: aws.ec2.Vpc) -> None:
+        """Every accepted and rejected flow of the VPC to CloudWatch Logs, under the stack key
+        (whose policy lets CloudWatch Logs use it for this group only)."""
+        group_name = stack_log_groups(context.prefix)["flow-logs"]
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            name=group_name,
+            retention_in_days=FLOW_LOG_RETENTION_DAYS,
+            kms_key_id=context.kms_key_arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            description=f"VPC Flow Logs of {name}: write to {group_name}",
+            assume_role_policy=flow_logs_trust(
+                context.partition, context.region, context.account_id
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        group_arn = context.arn("logs", f"log-group:{group_name}")
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "WriteFlowLogs",
+                            "Effect": "Allow",
+                            "Action": [
+                                "logs:CreateLogStream",
+                                "logs:PutLogEvents",
+                                "logs:DescribeLogStreams",
+                            ],
+                            "Resource": [group_arn, f"{group_arn}:*"],
+                        },
+                        {
+                            # Listing groups has no per-group resource: the account's groups.
+                            "Sid": "FindLogGroup",
+                            "Effect": "Allow",
+                            "Action": ["logs:DescribeLogGroups"],
+                            "Resource": [context.arn("logs", "log-group:*")],
+                        },
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=600,
+            tags={"Name": f"{name}-flow-logs"},
+            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -63,6 +63,30 @@ class Rule:
 
 def all_rules() -> list[Rule]:
     """Every rule of the pack, security first."""
-    from policies.rules import budget, gpu, images, security, storage
+    from policies.rules import (
+        budget,
+        encryption,
+        gpu,
+        iam,
+        images,
+        kubernetes,
+        network,
+        restrictions,
+        security,
+        storage,
+        trust,
+    )
 
-    return [*storage.RULES, *security.RULES, *images.RULES, *gpu.RULES, *budget.RULES]
+    return [
+        *storage.RULES,
+        *security.RULES,
+        *iam.RULES,
+        *trust.RULES,
+        *network.RULES,
+        *encryption.RULES,
+        *kubernetes.RULES,
+        *restrictions.RULES,
+        *images.RULES,
+        *gpu.RULES,
+        *budget.RULES,
+    ]

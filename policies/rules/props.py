@@ -114,6 +114,8 @@ class TrainingStep:
     image: str | None
     volume_kms_key: str | None
     output_kms_key: str | None
+    max_wait_s: int | None = None
+    checkpoint_uri: str | None = None
 
 
 def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
@@ -151,6 +153,8 @@ def training_steps(definition: Any) -> Iterator[TrainingStep]:
         resources = as_dict(args.get("ResourceConfig"))
         stopping = as_dict(args.get("StoppingCondition"))
         runtime = _resolve(stopping.get("MaxRuntimeInSeconds"), parameters)
+        wait = _resolve(stopping.get("MaxWaitTimeInSeconds"), parameters)
+        checkpoint = _resolve(as_dict(args.get("CheckpointConfig")).get("S3Uri"), parameters)
         instance_type = _resolve(resources.get("InstanceType"), parameters)
         yield TrainingStep(
             name=str(step.get("Name", "")),
@@ -167,7 +171,20 @@ def training_steps(definition: Any) -> Iterator[TrainingStep]:
             output_kms_key=_resolve(
                 as_dict(args.get("OutputDataConfig")).get("KmsKeyId"), parameters
             ),
+            max_wait_s=int(wait) if isinstance(wait, int | float) else None,
+            # A checkpoint URI built at run time (Join, execution id) is still a checkpoint.
+            checkpoint_uri=checkpoint
+            if isinstance(checkpoint, str)
+            else ("[computed]" if checkpoint is not None else None),
         )
+
+
+def transform_steps(definition: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(name, arguments) of the Transform steps of a pipeline definition."""
+    doc = json_doc(definition)
+    for step in as_list(doc.get("Steps")) if isinstance(doc, Mapping) else []:
+        if isinstance(step, Mapping) and step.get("Type") == "Transform":
+            yield str(step.get("Name", "")), as_dict(step.get("Arguments"))
 
 
 # --- Endpoint variants -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from infra import restrictions
 from policies.rules import Rule, StackFacts, StackResource
 from policies.rules.props import (
     CLUSTER,
@@ -136,6 +137,10 @@ def node_encrypted_volumes(
 # --- SageMaker encryption with the stack key ----------------------------------------------------
 
 
+# Why serverless variants are not asked for the key: a documented exception, not a skip.
+SERVERLESS_NO_VOLUME = restrictions.table()["serverless-no-volume-key"]
+
+
 def sagemaker_stack_key(
     resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
 ) -> Iterable[tuple[str, str | None]]:
@@ -147,8 +152,14 @@ def sagemaker_stack_key(
     } - {None}
     for r in resources:
         if r.type == ENDPOINT_CONFIG:
-            # Serverless variants have no ML storage volume, and instance-store volumes are
-            # encrypted by the instance's hardware: only EBS-backed variants take the key.
+            # Serverless variants have no ML storage volume (SERVERLESS_NO_VOLUME) and
+            # instance-store volumes are encrypted by the instance's hardware: only EBS-backed
+            # variants take the key.
+            types = [
+                v["instanceType"]
+                for v in variants(r.props)
+                if isinstance(v.get("instanceType"), str)
+            ]
             ebs_backed = [
                 v
                 for v in variants(r.props)
@@ -162,6 +173,10 @@ def sagemaker_stack_key(
                     f"{[v['instanceType'] for v in ebs_backed]} with the stack's KMS key (kmsKeyArn)",
                     r.urn,
                 )
+            for problem in restrictions.check_endpoint_key(
+                instance_types=types, kms_key=r.props.get("kmsKeyArn")
+            ):
+                yield f"endpoint configuration {r.name!r}: {problem}", r.urn
             capture = as_dict(r.props.get("dataCaptureConfig"))
             if capture and capture.get("kmsKeyId") not in keys:
                 yield (
@@ -178,13 +193,15 @@ def sagemaker_stack_key(
                         r.urn,
                     )
                 local = step.instance_type is not None and local_storage(step.instance_type)
-                if local and step.volume_kms_key:
-                    yield (
-                        f"{where} sets ResourceConfig.VolumeKmsKeyId, which SageMaker refuses for "
-                        f"{step.instance_type} (local NVMe storage, encrypted by the instance); drop it for these types",
-                        r.urn,
-                    )
-                elif not local and step.volume_kms_key not in keys:
+                if local:
+                    for problem in restrictions.check_training_job(
+                        spot=False,
+                        max_runtime_s=None,
+                        instance_type=step.instance_type,
+                        volume_kms_key=step.volume_kms_key,
+                    ):
+                        yield f"{where}: {problem}", r.urn
+                elif step.volume_kms_key not in keys:
                     yield (
                         f"{where} does not encrypt its volumes with the stack's KMS key (ResourceConfig.VolumeKmsKeyId)",
                         r.urn,

@@ -22,6 +22,11 @@ RESOURCELESS_ACTIONS = {
 }
 
 
+def _data_buckets(plan: Plan):
+    """The datasets, artifacts and checkpoints buckets (not the access-log bucket)."""
+    return [b for b in plan.of_type(BUCKET) if not b.name.endswith("-access-logs")]
+
+
 def _bucket_child(plan: Plan, bucket, type_token: str):
     children = [r for r in plan.children(bucket) if r.type == type_token]
     assert len(children) == 1, f"{bucket.name} should have one {type_token}"
@@ -29,14 +34,15 @@ def _bucket_child(plan: Plan, bucket, type_token: str):
 
 
 def test_every_stack_has_datasets_artifacts_and_checkpoints_buckets(plan: Plan):
-    names = sorted(b.name.rsplit("-", 1)[-1] for b in plan.of_type(BUCKET))
+    names = sorted(b.name.rsplit("-", 1)[-1] for b in _data_buckets(plan))
     assert names == ["artifacts", "checkpoints", "datasets"]
+    assert len(plan.of_type(BUCKET)) == 4  # and the bucket their access logs go to
 
 
 def test_buckets_are_encrypted_with_the_stacks_own_kms_key(plan: Plan):
     (key,) = plan.of_type("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
-    for bucket in plan.of_type(BUCKET):
+    for bucket in _data_buckets(plan):
         sse = _bucket_child(
             plan,
             bucket,
@@ -85,7 +91,7 @@ def test_bucket_policies_deny_every_request_without_tls(plan: Plan):
 
 def test_lifecycle_rules_follow_the_stack_file(plan: Plan):
     storage = plan.config.storage
-    for bucket in plan.of_type(BUCKET):
+    for bucket in _data_buckets(plan):
         lifecycle = _bucket_child(
             plan, bucket, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
         )

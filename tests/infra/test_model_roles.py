@@ -48,6 +48,8 @@ def test_training_roles_reach_only_their_models_prefixes(plan: Plan):
         assert f"{arns['datasets']}/{model.name}/train/*" in reads
         assert all(f"/{model.name}/" in r or r.endswith(f"/{model.name}/*") for r in reads), reads
         assert not any(r.endswith("/*") and r.count("/") == 1 for r in reads), "no whole bucket"
+        # The access logs are for auditors, not for the jobs whose requests they record.
+        assert not any("access-logs" in r for r in reads | writes)
         key = plan.outputs["kmsKeyArn"]
         assert found["UseStackKey"]["Resource"] == [key]
 
