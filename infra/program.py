@@ -57,9 +57,10 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
     )
     name = context.prefix
 
-    network = Network(name, NetworkArgs(settings=config.network, context=context))
     storage = Storage(name, StorageArgs(settings=config.storage, context=context))
     context = context.with_storage(storage.kms_key_arn, storage.bucket_names, storage.bucket_arns)
+    # The network's flow logs are encrypted with the stack key, so storage comes first.
+    network = Network(name, NetworkArgs(settings=config.network, context=context))
     registry = Registry(
         name,
         RegistryArgs(

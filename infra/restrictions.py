@@ -70,10 +70,13 @@ def service_trust() -> dict[str, Mapping[str, Any]]:
     return _data()["serviceTrust"]
 
 
-def source_arn(service: str, usage: str, form: str = "recommended", **names: str) -> str:
+def source_arn(service: str, usage: str, form: str = "recommended", **names: str) -> str | None:
     """An `aws:SourceArn` of `service` for `usage`, filled in: `form` "sends" is what the service
-    puts in the request, "recommended" what a trust policy should match."""
+    puts in the request, "recommended" what a trust policy should match; None where AWS
+    documents no form for that use."""
     template = service_trust()[service]["usages"][usage][form]
+    if template is None:
+        return None
     return template.format(**{"name": "example", "pipeline": "*", "group": "default", **names})
 
 
@@ -212,8 +215,14 @@ def check_training_job(
     checkpoint_uri: str | None = None,
     instance_type: str | None = None,
     volume_kms_key: str | None = None,
+    parallel_trials: int = 1,
 ) -> list[Problem]:
-    """Problems of one training job definition (a pipeline step, a tuning job's template)."""
+    """Problems of one training job definition (a pipeline step, a tuning job's template).
+
+    Trials of a tuning job that run side by side from one definition would share one
+    checkpoint prefix (AWS documents no per-trial path), so one could resume another's
+    weights: there a reclaimed trial restarts instead, and no checkpoint is the safe choice.
+    """
     found = []
     limit = table()["training-max-runtime"].params["max"]
     if max_runtime_s is not None and max_runtime_s > limit:
@@ -231,7 +240,7 @@ def check_training_job(
                 f"MaxRuntimeInSeconds ({max_runtime_s})",
             )
         )
-    if spot and not checkpoint_uri:
+    if spot and not checkpoint_uri and parallel_trials == 1:
         found.append(
             _problem(
                 "spot-checkpoints",

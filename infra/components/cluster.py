@@ -351,6 +351,7 @@ class EksCluster(pulumi.ComponentResource):
         self.cluster = cluster
         self.system_node_group = system_nodes
         self.cluster_name = cluster.name
+        self.cluster_arn = cluster.arn
         self.endpoint = cluster.endpoint
         self.version = cluster.version
         # Output types are dicts (plain ones under the offline plan's mocks): index, don't getattr.

@@ -35,6 +35,7 @@ class EksPlane:
         template = self.pools[pool].template
         return EksTarget(
             cluster_name=self.cluster.cluster_name,
+            cluster_arn=self.cluster.cluster_arn,
             namespace=self.kubernetes.namespaces[namespace],
             priority_class=self.kubernetes.priority_class_names[namespace],
             placement=PoolPlacement(template.node_selector, template.tolerations),

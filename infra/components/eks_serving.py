@@ -17,6 +17,7 @@ from infra.components.eks_training import (
     AWS_CLI_IMAGE,
     RUN_USER,
     EksTarget,
+    resources,
     restricted_security_context,
 )
 from infra.config import EksServing
@@ -97,6 +98,8 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
             "metadata": {"labels": labels},
             "spec": {
                 "serviceAccountName": service_account,
+                # Pod Identity hands AWS credentials through its agent, not the token.
+                "automountServiceAccountToken": False,
                 "priorityClassName": args.target.priority_class,
                 "nodeSelector": dict(args.target.placement.node_selector),
                 "tolerations": [dict(x) for x in args.target.placement.tolerations],
@@ -122,6 +125,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                             {"name": "archive", "mountPath": "/archive"},
                             {"name": "tmp", "mountPath": "/tmp"},
                         ],
+                        "resources": resources("100m", "512Mi"),
                         "securityContext": restricted_security_context(),
                     },
                     {
@@ -132,6 +136,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                             {"name": "archive", "mountPath": "/archive"},
                             {"name": "model", "mountPath": MODEL_DIR},
                         ],
+                        "resources": resources("100m", "1Gi"),
                         "securityContext": restricted_security_context(),
                     },
                 ],
@@ -159,12 +164,10 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                             "httpGet": {"path": live, "port": "http"},
                             "failureThreshold": 60,
                         },
-                        "resources": {
-                            "requests": {"cpu": "1", "memory": "2Gi", **gpus},
-                            "limits": gpus,
-                        },
+                        "resources": resources(f"{s.cpus:g}", s.memory, gpus),
                         "volumeMounts": [
-                            {"name": "model", "mountPath": MODEL_DIR, "readOnly": True}
+                            {"name": "model", "mountPath": MODEL_DIR, "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
                         ],
                         "securityContext": restricted_security_context(),
                     }
@@ -211,6 +214,7 @@ class EksModelServer(pulumi.ComponentResource):
         role = pod_identity_role(
             f"{name}-serving",
             description=f"{model} serving pods: read the model",
+            scope=args.target.pod_identity(service_account),
             policy=pulumi.Output.all(
                 args.context.bucket_arns["artifacts"], args.context.kms_key_arn
             ).apply(lambda v: serving_bucket_policy(model, v[0], v[1])),

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import pod_identity_role
+from infra.components.cluster_iam import PodIdentityScope
 from infra.components.eks_operator import RUNTIME_API, TrainingOperator
 from infra.config import EksTraining
 from infra.context import StackContext
@@ -52,13 +53,24 @@ while true; do sleep 60 & wait $!; sync_all; done
 
 
 def restricted_security_context() -> dict:
-    """Pod Security `restricted`: no root, no privilege escalation, no capabilities."""
+    """Pod Security `restricted`, and a read-only root filesystem: a container writes only to
+    the volumes mounted for it (emptyDirs for /tmp, checkpoints, the model)."""
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_USER,
         "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(cpu: str, memory: str, gpus: dict[str, str] | None = None) -> dict:
+    """Requests, and a memory limit equal to them: a leak ends the container, not the node."""
+    gpus = gpus or {}
+    return {
+        "requests": {"cpu": cpu, "memory": memory, **gpus},
+        "limits": {"memory": memory, **gpus},
     }
 
 
@@ -77,9 +89,14 @@ class EksTarget:
     passes providers to components."""
 
     cluster_name: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
     namespace: pulumi.Input[str]
     priority_class: str
     placement: PoolPlacement
+
+    def pod_identity(self, service_account: str) -> PodIdentityScope:
+        """Scope a Pod Identity role to one service account of this namespace and cluster."""
+        return PodIdentityScope(self.cluster_arn, self.namespace, service_account)
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,8 @@ def node_pod_spec(
     gpus = {"nvidia.com/gpu": str(t.gpus_per_instance)} if t.gpus_per_instance else {}
     return {
         "serviceAccountName": service_account,
+        # Pod Identity hands AWS credentials through its agent, not the service-account token.
+        "automountServiceAccountToken": False,
         "priorityClassName": args.target.priority_class,
         "nodeSelector": dict(args.target.placement.node_selector),
         "tolerations": [dict(x) for x in args.target.placement.tolerations],
@@ -211,6 +230,7 @@ def node_pod_spec(
                 ],
                 "env": env,
                 "volumeMounts": mounts,
+                "resources": resources("100m", "512Mi"),
                 "securityContext": restricted_security_context(),
             },
             {
@@ -222,7 +242,7 @@ def node_pod_spec(
                 "env": env,
                 "volumeMounts": mounts,
                 "securityContext": restricted_security_context(),
-                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                "resources": resources("100m", "512Mi"),
             },
         ],
         "containers": [
@@ -239,10 +259,7 @@ def node_pod_spec(
                     ),
                     {"name": "shm", "mountPath": "/dev/shm"},
                 ],
-                "resources": {
-                    "requests": {"cpu": "1", "memory": "4Gi", **gpus},
-                    "limits": gpus,
-                },
+                "resources": resources(f"{t.cpus:g}", t.memory, gpus),
                 "securityContext": restricted_security_context(),
             }
         ],
@@ -353,6 +370,7 @@ class EksTrainingRuntime(pulumi.ComponentResource):
         role = pod_identity_role(
             f"{name}-training",
             description=f"{model} training runs: its checkpoints and model artifacts",
+            scope=args.target.pod_identity(service_account),
             policy=pulumi.Output.all(
                 args.context.bucket_arns["checkpoints"],
                 args.context.bucket_arns["artifacts"],

@@ -42,16 +42,23 @@ def schedule_pipeline(
     aws.iam.RolePolicy(
         f"{name}-schedule",
         role=role.id,
-        policy=pipeline.arn.apply(
-            lambda arn: json.dumps(
+        policy=pulumi.Output.all(pipeline.arn, context.kms_key_arn).apply(
+            lambda v: json.dumps(
                 {
                     "Version": "2012-10-17",
                     "Statement": [
                         {
                             "Effect": "Allow",
                             "Action": "sagemaker:StartPipelineExecution",
-                            "Resource": arn,
-                        }
+                            "Resource": v[0],
+                        },
+                        {
+                            # The schedule's payload is encrypted with the stack key; Scheduler
+                            # decrypts it as this role when it invokes the target.
+                            "Effect": "Allow",
+                            "Action": "kms:Decrypt",
+                            "Resource": v[1],
+                        },
                     ],
                 }
             )
@@ -76,6 +83,7 @@ def schedule_pipeline(
         schedule_expression=expression,
         schedule_expression_timezone="UTC",
         flexible_time_window={"mode": "OFF"},
+        kms_key_arn=context.kms_key_arn,
         target=target,
         opts=pulumi.ResourceOptions(parent=parent),
     )

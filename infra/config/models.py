@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from infra import restrictions
 from infra.config.base import Section, check_sagemaker_instance_type
 
 if TYPE_CHECKING:
@@ -229,6 +230,16 @@ class SageMakerTraining(TrainingBase):
                 raise ValueError("maxWaitHours applies to spot training only (spot: true)")
             if self.max_wait_hours < self.max_runtime_hours:
                 raise ValueError("maxWaitHours must be >= maxRuntimeHours")
+        # The documented limits the policy pack checks too (infra/restrictions.json). The
+        # pipeline always gives a spot job a checkpoint prefix (or runs trials without one).
+        _refuse(
+            restrictions.check_training_job(
+                spot=self.spot,
+                max_runtime_s=self.max_runtime_hours * 3600,
+                max_wait_s=self.wait_hours * 3600 if self.spot else None,
+                checkpoint_uri="s3://checkpoints" if self.spot else None,
+            )
+        )
         if self.tuning:
             fixed = set(self.tuning.ranges) & set(self.hyperparameters)
             if fixed:
@@ -249,6 +260,23 @@ class EksTraining(TrainingBase):
     gpus_per_instance: Annotated[int, Field(ge=0, le=16)] = Field(
         default=1, description="`nvidia.com/gpu` requested per node (0 trains on CPU)."
     )
+    cpus: Annotated[float, Field(gt=0, le=192)] = Field(
+        default=2, description="CPU cores requested per node's training container."
+    )
+    memory_gib: Annotated[int, Field(ge=1, le=2048)] = Field(
+        default=16,
+        description="Memory requested and limited per node's training container (GiB).",
+    )
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_gib}Gi"
+
+
+def _refuse(problems: list[restrictions.Problem]) -> None:
+    """A documented AWS restriction the values break: one error naming each and its page."""
+    if problems:
+        raise ValueError("; ".join(str(p) for p in problems))
 
 
 def _get(value: Any, key: str) -> Any:
@@ -359,7 +387,10 @@ class SageMakerEndpoint(SageMakerServingBase):
 
 
 class ServerlessEndpoint(SageMakerServingBase):
-    """A SageMaker Serverless Inference endpoint: CPU, pay per request, scales to zero."""
+    """A SageMaker Serverless Inference endpoint: CPU, pay per request, scales to zero.
+
+    What serverless endpoints refuse (GPUs, data capture, network isolation, several
+    variants, …: infra/restrictions.json) has no key here, and the program never sets it."""
 
     mode: Literal["serverless"] = Field(
         description="`serverless`: CPU, memory-sized, billed per request (dev)."
@@ -370,6 +401,16 @@ class ServerlessEndpoint(SageMakerServingBase):
     serverless_max_concurrency: Annotated[int, Field(ge=1, le=200)] = Field(
         default=5, description="Concurrent invocations before throttling."
     )
+
+    @model_validator(mode="after")
+    def _documented_limits(self) -> ServerlessEndpoint:
+        _refuse(
+            restrictions.check_serverless_endpoint(
+                memory_mb=self.serverless_memory_mb,
+                max_concurrency=self.serverless_max_concurrency,
+            )
+        )
+        return self
 
 
 class AsyncEndpoint(SageMakerServingBase):
@@ -424,6 +465,16 @@ class EksServing(ServingBase):
     gpus_per_replica: Annotated[int, Field(ge=0, le=8)] = Field(
         default=1, description="`nvidia.com/gpu` per replica."
     )
+    cpus: Annotated[float, Field(gt=0, le=192)] = Field(
+        default=1, description="CPU cores requested per replica."
+    )
+    memory_gib: Annotated[int, Field(ge=1, le=2048)] = Field(
+        default=4, description="Memory requested and limited per replica (GiB)."
+    )
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_gib}Gi"
 
     @model_validator(mode="after")
     def _bounds(self) -> EksServing:
@@ -500,13 +551,13 @@ class BatchTransform(Section):
 
     @model_validator(mode="after")
     def _payload_limit(self) -> BatchTransform:
-        # MaxConcurrentTransforms x MaxPayloadInMB must stay within 100 MB (CreateTransformJob,
-        # https://docs.aws.amazon.com/sagemaker/latest/dg/batch-transform.html).
-        if self.max_concurrent_transforms * self.max_payload_mb > 100:
-            raise ValueError(
-                f"maxConcurrentTransforms x maxPayloadMb = "
-                f"{self.max_concurrent_transforms * self.max_payload_mb} MB; SageMaker allows 100"
+        # The same documented limit the policy pack checks (infra/restrictions.json).
+        _refuse(
+            restrictions.check_batch_transform(
+                max_concurrent_transforms=self.max_concurrent_transforms,
+                max_payload_mb=self.max_payload_mb,
             )
+        )
         return self
 
 

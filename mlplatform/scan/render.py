@@ -22,7 +22,6 @@ import yaml
 from mlplatform.plan import SECRET, UNKNOWN, Plan, PlannedResource
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILES = ("training/Dockerfile", "serving/Dockerfile")
 
 # Modules whose Terraform types carry no module prefix (aws_vpc, not aws_ec2_vpc).
 _UNPREFIXED_MODULES = {"ec2"}
@@ -196,6 +195,17 @@ def unmapped_types(plan: Plan) -> list[str]:
     )
 
 
+def dockerfiles(plan: Plan) -> list[str]:
+    """The Dockerfiles the stack builds its images from (relative to the project)."""
+    return sorted(
+        {
+            str(r.inputs["dockerfile"]["location"])
+            for r in plan.of_type("docker-build:index:Image")
+            if isinstance(r.inputs.get("dockerfile"), dict)
+        }
+    )
+
+
 def render(plan: Plan, out: Path) -> dict[str, Path]:
     """Write `<out>/terraform/plan.json`, `<out>/kubernetes/*.yaml` and copies of the
     Dockerfiles; returns the paths by framework."""
@@ -208,7 +218,7 @@ def render(plan: Plan, out: Path) -> dict[str, Path]:
         meta = manifest.get("metadata") or {}
         name = f"{i:03d}-{manifest.get('kind', 'object')}-{meta.get('name', 'unnamed')}.yaml"
         (out / "kubernetes" / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
-    for dockerfile in DOCKERFILES:
+    for dockerfile in dockerfiles(plan):
         # checkov knows a Dockerfile by its file name: keep it, one folder per image.
         target = out / "dockerfile" / dockerfile
         target.parent.mkdir(parents=True, exist_ok=True)

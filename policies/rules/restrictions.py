@@ -84,6 +84,7 @@ def _problems(resources: Sequence[StackResource]) -> Iterator[tuple[StackResourc
                     max_runtime_s=step.max_runtime_s,
                     max_wait_s=step.max_wait_s,
                     checkpoint_uri=step.checkpoint_uri,
+                    parallel_trials=step.parallel_jobs,
                 ):
                     yield r, f"pipeline step {step.name!r} of", problem
             for name, args in transform_steps(definition):

@@ -81,6 +81,8 @@ def role_usages(resources: Sequence[StackResource]) -> dict[str, list[Usage]]:
             )
         elif r.type == "aws:ec2/flowLog:FlowLog":
             add(r.props.get("iamRoleArn"), "vpc-flow-logs.amazonaws.com", "flow-log")
+        elif r.type == "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer":
+            add(r.props.get("roleArn"), sagemaker, "mlflow-tracking-server")
     return found
 
 
@@ -98,7 +100,12 @@ def _context(
     arn = restrictions.source_arn(
         service, usage, "sends", partition=partition, region=region, account=account, **names
     )
-    return {"aws:SourceArn": arn, "aws:SourceAccount": account}
+    # A use whose form AWS does not document: the request is known to carry only the account.
+    return (
+        {"aws:SourceAccount": account}
+        if arn is None
+        else {"aws:SourceArn": arn, "aws:SourceAccount": account}
+    )
 
 
 def _usages_of(role: StackResource, service: str, used: dict[str, list[Usage]]) -> list[Usage]:
@@ -185,6 +192,11 @@ def source_arn(
             if entry is None or not entry["settled"]:
                 continue  # iam-trust-source-account reports these
             usages = _usages_of(role, service, used)
+            documented = entry.get("usages", {})
+            # A use whose SourceArn form AWS does not document needs only aws:SourceAccount.
+            usages = [u for u in usages if documented.get(u[1], {}).get("sends")]
+            if not usages:
+                continue
             where = f"role {role.name!r} trusts {service}"
             forms = _recommended(usages, partition, facts.region, account)
             statements = trust_statements(trust, service)

@@ -9,11 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from infra import restrictions
 from infra.stackfile import STACKS_DIR
-from policies.offline import check_plan
 from policies.rules import StackResource
 from policies.rules.restrictions import serverless_problems
 
@@ -185,43 +183,53 @@ def _serverless_endpoints(plan) -> dict[str, list[str]]:
     return found
 
 
-# Today the SageMaker serving component sets enableNetworkIsolation on every Model, which
-# Serverless Inference refuses; until it stops doing so for serverless variants, every serverless
-# endpoint the program declares breaks that row (and only that row).
-PENDING_SAGEMAKER_FIX = ["serverless-network-isolation"]
-SHIPPED_SERVERLESS = {"dev": 1, "staging": 0, "prod": 0}
+SERVERLESS = {"dev": 2, "staging": 0, "prod": 0}  # in the suite's stacks (tests/stacks/)
 
 
-def test_every_serverless_endpoint_of_every_shipped_stack_is_checked_against_the_table(plan):
+def test_every_serverless_endpoint_of_every_stack_is_checked_against_the_table(plan):
     endpoints = _serverless_endpoints(plan)
-    assert len(endpoints) == SHIPPED_SERVERLESS[plan.stack]
+    assert len(endpoints) == SERVERLESS[plan.stack]
     for name, rows in endpoints.items():
-        assert rows == PENDING_SAGEMAKER_FIX, name
+        assert rows == [], name
+
+
+def test_every_serverless_endpoint_of_every_shipped_stack_meets_the_table():
+    from mlplatform.plan import plan_stack
+
+    for path in sorted(STACKS_DIR.glob("Pulumi.*.yaml")):
+        for name, rows in _serverless_endpoints(plan_stack(path)).items():
+            assert rows == [], f"{path.name}: {name}"
 
 
 def test_a_staging_variant_serving_serverless_is_derived_and_checked_too(plan_variant):
-    models = copy.deepcopy(
-        yaml.safe_load((STACKS_DIR / "Pulumi.staging.yaml").read_text())["config"][
-            "mlplatform:models"
-        ]
-    )
-    models[0]["serving"] = {
-        "plane": "sagemaker",
-        "mode": "serverless",
-        "serverlessMemoryMb": 3072,
-        "serverlessMaxConcurrency": 8,
-    }
+    models = [
+        {
+            "name": "digits",
+            "serving": {
+                "plane": "sagemaker",
+                "mode": "serverless",
+                "serverlessMemoryMb": 3072,
+                "serverlessMaxConcurrency": 8,
+            },
+        }
+    ]
     plan = plan_variant("staging", {"mlplatform:models": models})
-    assert list(_serverless_endpoints(plan).values()) == [PENDING_SAGEMAKER_FIX]
+    assert list(_serverless_endpoints(plan).values()) == [[]]
 
 
-def test_the_restrictions_rule_flags_the_dev_serverless_endpoint_with_its_source(plan_of):
-    found = [v for v in check_plan(plan_of("dev")) if v.policy == "aws-feature-restrictions"]
-    [violation] = found
-    assert violation.resource == "mlplatform-dev-digits"
-    assert "enableNetworkIsolation" in violation.message
-    assert (
-        "https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html"
-        in violation.message
-    )
-    assert violation.enforcement == "advisory"  # until the SageMaker serving component is fixed
+def test_the_restrictions_rule_flags_a_serverless_model_made_network_isolated(plan_of):
+    plan = plan_of("dev")
+    resources = []
+    for r in plan.resources:
+        outputs = copy.deepcopy(r.outputs)
+        if r.type == "aws:sagemaker/model:Model" and r.name == "mlplatform-dev-digits":
+            outputs["enableNetworkIsolation"] = True  # what the program once declared
+        resources.append(StackResource(r.type, r.name, r.urn, outputs))
+    from policies.rules import StackFacts, all_rules
+
+    (rule,) = [x for x in all_rules() if x.name == "aws-feature-restrictions"]
+    facts = StackFacts(stack="dev", environment="dev", region="us-east-1", budget_monthly_usd=1500)
+    messages = [m for m, _ in rule.check(resources, rule.defaults(), facts)]
+    [message] = messages
+    assert "mlplatform-dev-digits" in message and "enableNetworkIsolation" in message
+    assert "https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html" in message

@@ -87,40 +87,7 @@ def test_an_eks_deployment_allowed_to_scale_past_the_staging_bound_is_caught(pla
     assert any("HorizontalPodAutoscaler may reach 6 replicas" in m for m in found["serving-bounds"])
 
 
-# Findings of advisory rules on the shipped stacks, each waiting on a component this branch does
-# not own (see the README's rule list). A new finding here is a regression; a finding that goes
-# away means the fix landed: drop it here and, once a rule has none left, make it mandatory in
-# policies/config.*.json.
-PENDING = {
-    "dev": {
-        ("aws-feature-restrictions", "mlplatform-dev-digits"),  # sagemaker_serving: isolation
-        ("iam-trust-source-arn", "mlplatform-dev-digits-pipeline"),  # sagemaker_training
-        ("iam-trust-source-arn", "mlplatform-dev-sagemaker"),  # iam: execution role
-        ("vpc-flow-logs", "mlplatform-dev"),  # program: network gets the stack key
-    },
-    "staging": {
-        ("aws-feature-restrictions", "mlplatform-staging-digits"),  # pipeline: tuning checkpoints
-        ("iam-pod-identity-trust", "mlplatform-staging-digits-eks-serving"),
-        ("iam-pod-identity-trust", "mlplatform-staging-digits-eks-training"),
-        ("iam-trust-source-arn", "mlplatform-staging-digits-pipeline"),
-        ("iam-trust-source-arn", "mlplatform-staging-sagemaker"),
-        ("k8s-memory-limits", "mlplatform-staging-digits-eks-runtime"),
-        ("k8s-memory-limits", "mlplatform-staging-digits-eks-serving"),
-        ("k8s-read-only-root-fs", "mlplatform-staging-digits-eks-runtime"),
-        ("k8s-read-only-root-fs", "mlplatform-staging-digits-eks-serving"),
-        ("k8s-service-account-token", "mlplatform-staging-digits-eks-runtime"),
-        ("k8s-service-account-token", "mlplatform-staging-digits-eks-serving"),
-        ("vpc-flow-logs", "mlplatform-staging"),
-    },
-    "prod": {
-        ("iam-trust-source-arn", "mlplatform-prod-digits-pipeline"),
-        ("iam-trust-source-arn", "mlplatform-prod-digits-schedule"),
-        ("iam-trust-source-arn", "mlplatform-prod-sagemaker"),
-        ("vpc-flow-logs", "mlplatform-prod"),
-    },
-}
-
-
-def test_advisory_findings_are_exactly_the_ones_waiting_on_other_components(plan):
+def test_the_suites_stacks_have_no_advisory_findings_either(plan):
+    # Every rule holds on the real program: an advisory finding is a regression to look at.
     found = {(v.policy, v.resource) for v in check_plan(plan) if v.enforcement == "advisory"}
-    assert found == PENDING[plan.stack]
+    assert found == set()

@@ -92,7 +92,7 @@ CASES = [
         "iam-trust-source-account",
         "prod",
         "aws:iam/role:Role",
-        "mlplatform-prod-sagemaker",
+        "mlplatform-prod-digits-sagemaker-training",
         _policy_doc("assumeRolePolicy", lambda d: d["Statement"][0].pop("Condition")),
     ),
     (
