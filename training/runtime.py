@@ -57,7 +57,8 @@ def find_manifest(environ: dict[str, str] | os._Environ[str] | None = None) -> P
     raise UserError(f"no {MANIFEST_FILE} found (looked in {looked}); see docs/models.md")
 
 
-def _hyperparameter_sources(run: RunEnvironment, flags: dict[str, str]) -> list[tuple[str, dict]]:
+def hyperparameter_sources(run: RunEnvironment, flags: dict[str, str]) -> list[tuple[str, dict]]:
+    """Where values come from, lowest precedence first: SageMaker's file or SM_HPS, then flags."""
     sources: list[tuple[str, dict]] = []
     if run.hyperparameters_file is not None:  # strings, exactly as CreateTrainingJob got them
         try:
@@ -82,18 +83,23 @@ def start(argv: list[str] | None = None, manifest: Path | None = None) -> Run:
         # Warnings from everyone; information only from the platform (converters are chatty).
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("training").setLevel(logging.INFO)
-    paths, rest = split_path_flags(sys.argv[1:] if argv is None else argv)
-    env = resolve(paths)
+    try:
+        paths, rest = split_path_flags(sys.argv[1:] if argv is None else argv)
+        env = resolve(paths)
+    except UserError as err:  # no environment yet, so no failure file to write
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     try:
         loaded, _ = load_manifest(manifest or find_manifest(), check_name=False)
         declared = loaded.train.hyperparameters
-        values = hp.resolve(declared, _hyperparameter_sources(env, hp.parse_flags(rest)))
+        values = hp.resolve(declared, hyperparameter_sources(env, hp.parse_flags(rest)))
     except UserError as err:
-        _fail(env, err)
+        fail(env, err)
     return Run(env, loaded, values)
 
 
-def _fail(env: RunEnvironment, err: BaseException) -> NoReturn:
+def fail(env: RunEnvironment, err: BaseException) -> NoReturn:
+    """Report ``err`` (one line for a UserError), write the failure file, exit 1."""
     if isinstance(err, UserError):
         print(f"error: {err}", file=sys.stderr, flush=True)
     else:
@@ -267,4 +273,4 @@ class Run:
             self._close("KILLED")
             return
         self._close("FAILED")
-        _fail(self.env, error)
+        fail(self.env, error)
