@@ -176,3 +176,31 @@ def digits_reference(harness: Harness, digits_data: Path) -> Run:
     """The digits model with its default hyperparameters, uninterrupted."""
     root = harness.shared("digits-reference", lambda r: harness.launch("digits", digits_data, r))
     return harness.run_at(root)
+
+
+@pytest.fixture(scope="session")
+def blocked_frameworks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A path entry whose torch and tensorflow refuse to import: proof a run never needs them."""
+    root = tmp_path_factory.mktemp("blocked")
+    for name in ("torch", "tensorflow"):
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is not in this image')\n"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def bc_data(harness: Harness) -> Path:
+    return harness.shared("bc-data", lambda out: harness.prepare("breast-cancer", out))
+
+
+@pytest.fixture(scope="session")
+def bc_run(harness: Harness, bc_data: Path, blocked_frameworks: Path) -> Run:
+    env = harness.env()
+    env["PYTHONPATH"] = f"{blocked_frameworks}:{env['PYTHONPATH']}"
+
+    def defaults(root: Path) -> None:
+        harness.launch("breast-cancer", bc_data, root, env=env)
+
+    return harness.run_at(harness.shared("bc-run", defaults))

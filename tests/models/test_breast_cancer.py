@@ -10,40 +10,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 if TYPE_CHECKING:
     from conftest import Harness, Run
 
 MODEL = Path(__file__).resolve().parents[2] / "models" / "breast-cancer"
-
-
-@pytest.fixture(scope="session")
-def blocked_frameworks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A path entry whose torch and tensorflow refuse to import: proof a run never needs them."""
-    root = tmp_path_factory.mktemp("blocked")
-    for name in ("torch", "tensorflow"):
-        (root / name).mkdir()
-        (root / name / "__init__.py").write_text(
-            f"raise ImportError('{name} is not in this image')\n"
-        )
-    return root
-
-
-@pytest.fixture(scope="session")
-def bc_data(harness: Harness) -> Path:
-    return harness.shared("bc-data", lambda out: harness.prepare("breast-cancer", out))
-
-
-@pytest.fixture(scope="session")
-def bc_run(harness: Harness, bc_data: Path, blocked_frameworks: Path) -> Run:
-    env = harness.env()
-    env["PYTHONPATH"] = f"{blocked_frameworks}:{env['PYTHONPATH']}"
-
-    def defaults(root: Path) -> None:
-        harness.launch("breast-cancer", bc_data, root, env=env)
-
-    return harness.run_at(harness.shared("bc-run", defaults))
 
 
 def test_the_default_pipeline_scores_on_the_held_out_test_channel_through_onnx(

@@ -20,6 +20,7 @@ import numpy as np
 from training.errors import ExportError
 from training.export import common
 
+OPSET = 21  # onnxruntime 1.32 runs it; skl2onnx 1.20 is tested up to 22
 HANDLER = "handler.py"
 NATIVE = "model.joblib"
 
@@ -56,7 +57,11 @@ def to_onnx(model: Any, features: int, task: str, input_name: str) -> Any:
     _register_xgboost()
     options = {"zipmap": False} if task == "classification" else None
     return convert(
-        model, initial_types=[(input_name, FloatTensorType([None, features]))], options=options
+        model,
+        initial_types=[(input_name, FloatTensorType([None, features]))],
+        options=options,
+        # XGBoost's converter emits ai.onnx.ml 5, which skl2onnx refuses beyond 3.
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
     )
 
 
