@@ -122,12 +122,23 @@ def platform_variables(
     }
 
 
+def _model_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--model DIR`` / ``--model=DIR`` (the launcher's own flag) and the other arguments."""
+    model, rest, i = None, [], 0
+    while i < len(argv):
+        if argv[i] == "--model" and i + 1 < len(argv):
+            model, i = argv[i + 1], i + 2
+        elif argv[i].startswith("--model="):
+            model, i = argv[i].split("=", 1)[1], i + 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return model, rest
+
+
 def main(argv: list[str]) -> int:
     """Check, prepare the environment and exec the model's entry point (never returns on success)."""
-    model_flag = None
-    if "--model" in argv:
-        at = argv.index("--model")
-        model_flag, argv = argv[at + 1] if at + 1 < len(argv) else "", argv[:at] + argv[at + 2 :]
+    model_flag, argv = _model_flag(argv)
     try:
         paths, rest = split_path_flags(argv)
         run = resolve(paths)

@@ -156,9 +156,9 @@ class Run:
     def stop_requested(self) -> bool:
         """Whether to save and stop now. Under DDP read it at the same point on every rank:
         every 10th read is a collective, so that all ranks stop at the same step."""
-        from training.checkpoint import _process_group
+        from training.checkpoint import process_group
 
-        dist = _process_group()
+        dist = process_group()
         if dist is None or self._agreed:
             return self._agreed or bool(self._signal)
         self._reads += 1

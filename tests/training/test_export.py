@@ -224,3 +224,30 @@ def test_an_xgboost_classifier_converts_through_onnxmltools_with_tensor_outputs(
     assert figures["onnx_accuracy_delta"] == 0.0
     session = ort.InferenceSession(str(tmp_path / "model.onnx"))
     assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+
+
+class NotScriptable(nn.Module):
+    """Valid PyTorch that TorchScript's compiler refuses (a numpy call in forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) * float(np.sqrt(4.0))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_model_torchscript_cannot_compile_is_traced_instead(tmp_path: Path, caplog) -> None:
+    torch_export.export(
+        NotScriptable(),
+        tmp_path,
+        name="m",
+        task="classification",
+        validation=(X, Y),
+        quantize=False,
+    )
+    assert "torch.jit.script failed" in caplog.text and "tracing the model instead" in caplog.text
+    loaded = torch.jit.load(str(tmp_path / "model.pt"))
+    assert loaded(torch.from_numpy(X[:4])).shape == (4, 3)
+    assert json.loads((tmp_path / "model.json").read_text())["labels"] == ["0", "1", "2"]

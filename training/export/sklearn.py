@@ -97,6 +97,7 @@ def export(
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     x, y = np.ascontiguousarray(validation[0], dtype=np.float32), np.asarray(validation[1])
+    labels = common.labels_for(task, labels, y)
     metric = common.SCORES[task]
     native_out = [model.predict_proba(x)] if task == "classification" else [model.predict(x)]
     native = common.score(task, common.predictions(task, native_out), y)
