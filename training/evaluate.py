@@ -35,7 +35,7 @@ def onnx_variant(model_dir: Path) -> tuple[dict, Path]:
 def _probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that are already probabilities stay; logits go through a softmax."""
     if scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
-        return scores
+        return scores / scores.sum(axis=1, keepdims=True)  # float32 rounding, for log_loss
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 

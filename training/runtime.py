@@ -178,10 +178,12 @@ class Run:
         self.checkpoints.wait()
         self.stopped = True
         if self.is_main:
-            reason = (
-                f"stopped by signal {self._signal or signal.SIGTERM} at step "
-                f"{self.checkpoints.last_saved_step}; checkpoint saved to "
-                f"{self.env.checkpoint_dir}, a restarted job resumes from it"
+            where = f"{self.env.checkpoint_dir}, a restarted job resumes from it"
+            step = self.checkpoints.last_saved_step
+            reason = f"stopped by signal {self._signal or signal.SIGTERM} " + (
+                f"at step {step}; checkpoint saved to {where}"
+                if step is not None
+                else f"before its checkpoints were saved by the library; the model's own, if any, are in {where}"
             )
             self._clear_bar()
             print(reason, flush=True)
