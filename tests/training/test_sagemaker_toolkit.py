@@ -35,7 +35,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory, python) -> tuple[Path, Pat
     sourcedir = root / "sourcedir.tar.gz"
     with tarfile.open(sourcedir, "w:gz") as tar:
         for path in sorted(MODEL.iterdir()):
-            if path.is_file():
+            # Not requirements.txt: the toolkit would pip-install it into the project's venv.
+            if path.is_file() and path.name != "requirements.txt":
                 tar.add(path, arcname=path.name)
     return root / "prepared" / "train", sourcedir
 
