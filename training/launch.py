@@ -138,6 +138,9 @@ def _model_flag(argv: list[str]) -> tuple[str | None, list[str]]:
 
 def main(argv: list[str]) -> int:
     """Check, prepare the environment and exec the model's entry point (never returns on success)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     model_flag, argv = _model_flag(argv)
     try:
         paths, rest = split_path_flags(argv)

@@ -179,6 +179,11 @@ def test_a_bad_manifest_fails_with_its_problems_in_the_failure_file(toy, python,
     )
 
 
+def test_launch_help_explains_how_the_model_is_found(python) -> None:
+    result = python("-m", "training", "launch", "--help")
+    assert result.returncode == 0 and "finds the model: ``--model``" in result.stdout
+
+
 def test_an_unknown_command_prints_usage(python) -> None:
     result = python("-m", "training", "serve")
     assert (
