@@ -174,8 +174,13 @@ class Run:
         return self._agreed
 
     def stop(self) -> None:
-        """End the run as stopped: wait for the checkpoint, record why; exit 143 after the block."""
+        """End the run as stopped: wait for the checkpoint, record why; exit 143 after the block.
+
+        Export and finish do nothing after it: a stopped run is resumed, not published.
+        """
         self.checkpoints.wait()
+        if self.stopped:
+            return
         self.stopped = True
         if self.is_main:
             where = f"{self.env.checkpoint_dir}, a restarted job resumes from it"
@@ -216,7 +221,7 @@ class Run:
         Options go to ``training.export.<framework>.export``: ``validation=(x, y)``, ``labels``,
         ``quantize``, ``tolerance``. The figures (accuracy deltas, sizes) go into metrics.json.
         """
-        if not self.is_main:
+        if not self.is_main or self.stopped:
             return {}
         from training.export import export_for
 
@@ -230,7 +235,7 @@ class Run:
 
     def finish(self, **metrics: Any) -> dict[str, Any]:
         """Write metrics.json (these metrics, the export's figures, the run's facts)."""
-        if not self.is_main:
+        if not self.is_main or self.stopped:
             return {}
         self._clear_bar()
         final = plain({**metrics, **self._exported})
