@@ -115,6 +115,7 @@ class Run:
         self.env, self.manifest, self.hp = env, manifest, values
         self.name, self.task = manifest.name, manifest.task
         self.model_dir, self.output_data_dir = env.model_dir, env.output_data_dir
+        self.checkpoint_dir = env.checkpoint_dir
         self.rank, self.local_rank, self.world_size = env.rank, env.local_rank, env.world_size
         self.is_main = env.is_main
         self.checkpoints = Checkpoints(env.checkpoint_dir, is_main=env.is_main)

@@ -70,7 +70,7 @@ def main() -> None:
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        backup = keras.callbacks.BackupAndRestore(str(run.env.checkpoint_dir / "keras-backup"))
+        backup = keras.callbacks.BackupAndRestore(str(run.checkpoint_dir / "keras-backup"))
         model.fit(
             train.x,
             train.y,
