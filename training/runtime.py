@@ -127,6 +127,7 @@ class Run:
         self._started = time.monotonic()
         self._tracker: Tracker | None = None
         if env.is_main:
+            env.failure_file.unlink(missing_ok=True)  # an earlier attempt's reason, locally
             resume = env.checkpoint_dir.is_dir() and any(env.checkpoint_dir.iterdir())
             self._tracker = Tracker(env.model_dir, resume, values, manifest.name)
         signal.signal(signal.SIGTERM, self._on_sigterm)

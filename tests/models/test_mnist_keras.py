@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,13 +53,38 @@ def keras_data(harness: Harness) -> Path:
 
 
 @pytest.fixture(scope="session")
-def keras_run(harness: Harness, keras_data: Path) -> Run:
-    """Two epochs instead of the default five: enough to check what the export writes."""
+def keras_run(harness: Harness, keras_data: Path) -> tuple[subprocess.CompletedProcess, Run]:
+    """Two epochs (not the default five), stopped by SIGTERM in the second and resumed: the
+    stopped process, and the finished run whose export the tests check."""
 
-    def two_epochs(root: Path) -> None:
+    def build(root: Path) -> None:
+        args = [*harness.launch_args("mnist-keras", keras_data, root), "--epochs", "2"]
+        with subprocess.Popen(
+            [sys.executable, *args], cwd=harness.repo, env=harness.env(), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ) as proc:  # fmt: skip
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("metric: epoch=1 "):
+                    proc.send_signal(signal.SIGTERM)
+                    break
+            rest, _ = proc.communicate(timeout=120)
+        (root / "stopped.txt").write_text(f"{proc.returncode}\n{rest}")
         harness.launch("mnist-keras", keras_data, root, "--epochs", "2")
 
-    return harness.run_at(harness.shared("mnist-keras-run", two_epochs))
+    root = harness.shared("mnist-keras-run", build)
+    code, stopped = (root / "stopped.txt").read_text().split("\n", 1)
+    return subprocess.CompletedProcess([], int(code), stopped), harness.run_at(root)
+
+
+def test_a_sigterm_stops_the_fit_and_the_job_resumes_from_the_last_finished_epoch(
+    keras_run,
+) -> None:
+    stopped, run = keras_run
+    assert stopped.returncode == 143 and "stopped by signal 15" in stopped.stdout
+    assert "metric: epoch=2" not in stopped.stdout, "the cut-short epoch is neither logged nor kept"
+    assert run.stdout.split("metric: ", 1)[1].startswith("epoch=2 "), "resumed after epoch 1"
+    assert not (run.output_dir / "failure").exists()
 
 
 def test_prepare_reads_mnists_idx_files_gzipped_or_not(
@@ -108,9 +136,8 @@ def test_the_manifest_trains_five_epochs_and_serves_with_tf_serving_by_default()
     )
 
 
-def test_the_export_is_a_savedmodel_for_tf_serving_with_checked_onnx_variants(
-    keras_run: Run,
-) -> None:
+def test_the_export_is_a_savedmodel_for_tf_serving_with_checked_onnx_variants(keras_run) -> None:
+    _, keras_run = keras_run
     spec = keras_run.model_json()
     assert spec["format"] == "tensorflow-savedmodel"
     assert spec["variants"] == {
@@ -130,8 +157,9 @@ def test_the_export_is_a_savedmodel_for_tf_serving_with_checked_onnx_variants(
 
 
 def test_the_onnx_variant_answers_the_example_and_scores_on_the_held_out_test_channel(
-    keras_run: Run, keras_data: Path, held_out
+    keras_run, keras_data: Path, held_out
 ) -> None:
+    _, keras_run = keras_run
     session = ort.InferenceSession(str(keras_run.model_dir / "model.onnx"))
     x, y = held_out(keras_data)
     (probabilities,) = session.run(["probabilities"], {"input": x})
@@ -141,7 +169,8 @@ def test_the_onnx_variant_answers_the_example_and_scores_on_the_held_out_test_ch
     assert answer.shape == (1, 10) and abs(float(answer.sum()) - 1.0) < 1e-4
 
 
-def test_the_epoch_curve_is_logged_per_epoch(keras_run: Run) -> None:
+def test_the_epoch_curve_is_logged_per_epoch_across_the_restart(keras_run) -> None:
+    _, keras_run = keras_run
     records = [
         json.loads(line)
         for line in (keras_run.model_dir / "metrics.jsonl").read_text().splitlines()
