@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +43,7 @@ EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's code for "ended by SIGTERM"
 STOP_SYNC_EVERY = 10  # reads of stop_requested between agreeing across ranks (a host sync)
 
 
-def find_manifest(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
+def find_manifest(environ: Mapping[str, str] | None = None) -> Path:
     """model.yaml next to the entry script, in SM_MODULE_DIR, or in the working directory."""
     env = os.environ if environ is None else environ
     main = getattr(sys.modules.get("__main__"), "__file__", None)
