@@ -1,5 +1,5 @@
-"""``python -m training launch | prepare | schema``; ``train`` is ``launch`` (SageMaker runs
-``docker run IMAGE train``)."""
+"""``python -m training launch | prepare | evaluate | schema``; ``train`` is ``launch``
+(SageMaker runs ``docker run IMAGE train``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from training.errors import UserError
 
-USAGE = "usage: python -m training {launch,train,prepare,schema} [options]  (--help on each)"
+COMMANDS = ("launch", "train", "prepare", "evaluate", "schema")
+USAGE = f"usage: python -m training {{{','.join(COMMANDS)}}} [options]  (--help on each)"
 
 
 def _prepare(argv: list[str]) -> int:
@@ -56,13 +57,17 @@ def _schema(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch a command."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("launch", "train", "prepare", "schema"):
+    if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
     if argv[0] in ("launch", "train"):
         from training.launch import main as launch
 
         return launch(argv[1:])
+    if argv[0] == "evaluate":
+        from training.evaluate import main as evaluate
+
+        return evaluate(argv[1:])
     return {"prepare": _prepare, "schema": _schema}[argv[0]](argv[1:])
 
 

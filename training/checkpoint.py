@@ -184,7 +184,7 @@ class Checkpoints:
     def latest(self, required: tuple[str, ...] = REQUIRED_KEYS) -> Checkpoint | None:
         """The newest checkpoint that loads (None: start fresh)."""
         found = [load_latest(self.directory, required) if self.is_main else None]
-        dist = _process_group()
+        dist = process_group()
         if dist is not None:
             dist.broadcast_object_list(found, src=0)
         return Checkpoint(*found[0]) if found[0] is not None else None
@@ -203,7 +203,7 @@ class Checkpoints:
         self._writer.wait()
 
 
-def _process_group() -> Any:
+def process_group() -> Any:
     """torch.distributed when a process group with several ranks is up, else None."""
     dist = sys.modules.get("torch.distributed")  # never import torch for a run that has none
     if dist is None or not dist.is_available() or not dist.is_initialized():

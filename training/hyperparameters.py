@@ -119,7 +119,7 @@ def check_values(
         try:
             convert(declared[name], raw)
         except ValueError as err:
-            problems[name] = f"got {raw!r}, want {err}"
+            problems[name] = f"got {_unquote(raw)!r}, want {err}"
     return problems
 
 
@@ -129,16 +129,16 @@ def resolve(
 ) -> dict[str, Value]:
     """Defaults overridden by each (source name, values) in turn; every problem in one line."""
     result: dict[str, Value] = {name: decl.default for name, decl in declared.items()}
-    problems: list[str] = []
+    problems: dict[str, str] = {}  # one per name: the toolkit passes the file's values as flags too
     for source, values in sources:
         for name, why in check_values(declared, values).items():
-            problems.append(f"hyperparameter '{name}' (from {source}): {why}")
+            problems.setdefault(name, f"hyperparameter '{name}' (from {source}): {why}")
         for name, raw in values.items():
             if name in declared and not is_reserved(name):
                 with contextlib.suppress(ValueError):
                     result[name] = convert(declared[name], raw)
     if problems:
-        raise HyperparameterError("; ".join(problems))
+        raise HyperparameterError("; ".join(problems.values()))
     return result
 
 

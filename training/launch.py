@@ -26,7 +26,7 @@ from training import hyperparameters as hp
 from training.environment import DEFAULT_BASE, RunEnvironment, resolve, split_path_flags
 from training.errors import UserError
 from training.manifest import MANIFEST_FILE, ModelManifest, load_manifest
-from training.runtime import _fail, _hyperparameter_sources
+from training.runtime import fail, hyperparameter_sources
 
 SAGEMAKER_MASTER_PORT = 7777  # the port SageMaker's PyTorch toolkit uses for its torchrun launches
 
@@ -55,13 +55,18 @@ def entry_command(manifest: ModelManifest, environ: Mapping[str, str]) -> list[s
 
 
 def _gpus(run: RunEnvironment) -> int:
+    """GPUs on this host: SM_NUM_GPUS, else what CUDA_VISIBLE_DEVICES or the driver shows.
+
+    Not torch.cuda.device_count(): importing torch costs the launcher seconds, and the entry
+    point it execs imports torch again anyway.
+    """
     if run.num_gpus is not None:
         return run.num_gpus
-    try:
-        import torch  # only for a torchrun model, and only when SM_NUM_GPUS did not say
-    except ImportError:
-        return 0
-    return torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")])
+    driver = Path("/proc/driver/nvidia/gpus")
+    return len(list(driver.iterdir())) if driver.is_dir() else 0
 
 
 def launch_command(run: RunEnvironment, manifest: ModelManifest, command: list[str]) -> list[str]:
@@ -117,22 +122,40 @@ def platform_variables(
     }
 
 
+def _model_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``--model DIR`` / ``--model=DIR`` (the launcher's own flag) and the other arguments."""
+    model, rest, i = None, [], 0
+    while i < len(argv):
+        if argv[i] == "--model" and i + 1 < len(argv):
+            model, i = argv[i + 1], i + 2
+        elif argv[i].startswith("--model="):
+            model, i = argv[i].split("=", 1)[1], i + 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return model, rest
+
+
 def main(argv: list[str]) -> int:
     """Check, prepare the environment and exec the model's entry point (never returns on success)."""
-    model_flag = None
-    if "--model" in argv:
-        at = argv.index("--model")
-        model_flag, argv = argv[at + 1] if at + 1 < len(argv) else "", argv[:at] + argv[at + 2 :]
-    paths, rest = split_path_flags(argv)
-    run = resolve(paths)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    model_flag, argv = _model_flag(argv)
+    try:
+        paths, rest = split_path_flags(argv)
+        run = resolve(paths)
+    except UserError as err:  # no environment yet, so no failure file to write
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
     try:
         model_dir = find_model_dir(model_flag, os.environ)
         manifest, _ = load_manifest(model_dir, check_name=False)
-        sources = _hyperparameter_sources(run, hp.parse_flags(rest))
+        sources = hyperparameter_sources(run, hp.parse_flags(rest))
         values = hp.resolve(manifest.train.hyperparameters, sources)
         command = launch_command(run, manifest, entry_command(manifest, os.environ))
     except UserError as err:
-        _fail(run, err)
+        fail(run, err)
     # Resolved with flags > SM_* > the /opt/ml layout, so these agree with what was set, as
     # absolute paths: the entry point runs in the model directory, like the toolkit's.
     env = {**os.environ, **platform_variables(run, manifest, values, model_dir)}

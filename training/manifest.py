@@ -34,6 +34,15 @@ EVALUATOR_METRICS: dict[str, dict[str, str]] = {
     "classification": {"accuracy": "maximize", "f1_macro": "maximize", "log_loss": "minimize"},
     "regression": {"rmse": "minimize", "mae": "minimize", "r2": "maximize"},
 }
+# The values each evaluator metric can take: a threshold outside them never registers a model.
+THRESHOLD_RANGE = {
+    "accuracy": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "log_loss": (0.0, float("inf")),
+    "rmse": (0.0, float("inf")),
+    "mae": (0.0, float("inf")),
+    "r2": (float("-inf"), 1.0),
+}
 DEFAULT_FORMAT = {
     "pytorch": "torchscript",
     "tensorflow": "tensorflow-savedmodel",
@@ -241,6 +250,16 @@ def _objective_problems(m: ModelManifest) -> list[Where]:
             why = f"{objective.metric} is better when {'larger' if natural == 'maximize' else 'smaller'}"
             problems.append(Where(("train", "objective", "goal"), objective.goal, why, natural))
         objective.goal = natural  # type: ignore[assignment]
+        low, high = THRESHOLD_RANGE[objective.metric]
+        threshold = objective.threshold
+        if threshold is not None and not low <= threshold <= high:
+            why = f"{objective.metric} cannot reach it"
+            allowed = (
+                f">= {low:g}" if high == float("inf")
+                else f"<= {high:g}" if low == float("-inf")
+                else f"a number between {low:g} and {high:g}"
+            )  # fmt: skip
+            problems.append(Where(("train", "objective", "threshold"), threshold, why, allowed))
     declared = [metric.name for metric in m.train.metrics]
     if objective.tuning_metric is not None and objective.tuning_metric not in declared:
         why = "not a metric declared in train.metrics"

@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -42,7 +43,7 @@ EXIT_STOPPED = 128 + signal.SIGTERM  # the shell's code for "ended by SIGTERM"
 STOP_SYNC_EVERY = 10  # reads of stop_requested between agreeing across ranks (a host sync)
 
 
-def find_manifest(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
+def find_manifest(environ: Mapping[str, str] | None = None) -> Path:
     """model.yaml next to the entry script, in SM_MODULE_DIR, or in the working directory."""
     env = os.environ if environ is None else environ
     main = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -57,7 +58,8 @@ def find_manifest(environ: dict[str, str] | os._Environ[str] | None = None) -> P
     raise UserError(f"no {MANIFEST_FILE} found (looked in {looked}); see docs/models.md")
 
 
-def _hyperparameter_sources(run: RunEnvironment, flags: dict[str, str]) -> list[tuple[str, dict]]:
+def hyperparameter_sources(run: RunEnvironment, flags: dict[str, str]) -> list[tuple[str, dict]]:
+    """Where values come from, lowest precedence first: SageMaker's file or SM_HPS, then flags."""
     sources: list[tuple[str, dict]] = []
     if run.hyperparameters_file is not None:  # strings, exactly as CreateTrainingJob got them
         try:
@@ -82,18 +84,23 @@ def start(argv: list[str] | None = None, manifest: Path | None = None) -> Run:
         # Warnings from everyone; information only from the platform (converters are chatty).
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("training").setLevel(logging.INFO)
-    paths, rest = split_path_flags(sys.argv[1:] if argv is None else argv)
-    env = resolve(paths)
+    try:
+        paths, rest = split_path_flags(sys.argv[1:] if argv is None else argv)
+        env = resolve(paths)
+    except UserError as err:  # no environment yet, so no failure file to write
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     try:
         loaded, _ = load_manifest(manifest or find_manifest(), check_name=False)
         declared = loaded.train.hyperparameters
-        values = hp.resolve(declared, _hyperparameter_sources(env, hp.parse_flags(rest)))
+        values = hp.resolve(declared, hyperparameter_sources(env, hp.parse_flags(rest)))
     except UserError as err:
-        _fail(env, err)
+        fail(env, err)
     return Run(env, loaded, values)
 
 
-def _fail(env: RunEnvironment, err: BaseException) -> NoReturn:
+def fail(env: RunEnvironment, err: BaseException) -> NoReturn:
+    """Report ``err`` (one line for a UserError), write the failure file, exit 1."""
     if isinstance(err, UserError):
         print(f"error: {err}", file=sys.stderr, flush=True)
     else:
@@ -109,6 +116,7 @@ class Run:
         self.env, self.manifest, self.hp = env, manifest, values
         self.name, self.task = manifest.name, manifest.task
         self.model_dir, self.output_data_dir = env.model_dir, env.output_data_dir
+        self.checkpoint_dir = env.checkpoint_dir
         self.rank, self.local_rank, self.world_size = env.rank, env.local_rank, env.world_size
         self.is_main = env.is_main
         self.checkpoints = Checkpoints(env.checkpoint_dir, is_main=env.is_main)
@@ -120,6 +128,7 @@ class Run:
         self._started = time.monotonic()
         self._tracker: Tracker | None = None
         if env.is_main:
+            env.failure_file.unlink(missing_ok=True)  # an earlier attempt's reason, locally
             resume = env.checkpoint_dir.is_dir() and any(env.checkpoint_dir.iterdir())
             self._tracker = Tracker(env.model_dir, resume, values, manifest.name)
         signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -150,9 +159,9 @@ class Run:
     def stop_requested(self) -> bool:
         """Whether to save and stop now. Under DDP read it at the same point on every rank:
         every 10th read is a collective, so that all ranks stop at the same step."""
-        from training.checkpoint import _process_group
+        from training.checkpoint import process_group
 
-        dist = _process_group()
+        dist = process_group()
         if dist is None or self._agreed:
             return self._agreed or bool(self._signal)
         self._reads += 1
@@ -168,14 +177,21 @@ class Run:
         return self._agreed
 
     def stop(self) -> None:
-        """End the run as stopped: wait for the checkpoint, record why; exit 143 after the block."""
+        """End the run as stopped: wait for the checkpoint, record why; exit 143 after the block.
+
+        Export and finish do nothing after it: a stopped run is resumed, not published.
+        """
         self.checkpoints.wait()
+        if self.stopped:
+            return
         self.stopped = True
         if self.is_main:
-            reason = (
-                f"stopped by signal {self._signal or signal.SIGTERM} at step "
-                f"{self.checkpoints.last_saved_step}; checkpoint saved to "
-                f"{self.env.checkpoint_dir}, a restarted job resumes from it"
+            where = f"{self.env.checkpoint_dir}, a restarted job resumes from it"
+            step = self.checkpoints.last_saved_step
+            reason = f"stopped by signal {self._signal or signal.SIGTERM} " + (
+                f"at step {step}; checkpoint saved to {where}"
+                if step is not None
+                else f"before its checkpoints were saved by the library; the model's own, if any, are in {where}"
             )
             self._clear_bar()
             print(reason, flush=True)
@@ -208,7 +224,7 @@ class Run:
         Options go to ``training.export.<framework>.export``: ``validation=(x, y)``, ``labels``,
         ``quantize``, ``tolerance``. The figures (accuracy deltas, sizes) go into metrics.json.
         """
-        if not self.is_main:
+        if not self.is_main or self.stopped:
             return {}
         from training.export import export_for
 
@@ -222,7 +238,7 @@ class Run:
 
     def finish(self, **metrics: Any) -> dict[str, Any]:
         """Write metrics.json (these metrics, the export's figures, the run's facts)."""
-        if not self.is_main:
+        if not self.is_main or self.stopped:
             return {}
         self._clear_bar()
         final = plain({**metrics, **self._exported})
@@ -267,4 +283,4 @@ class Run:
             self._close("KILLED")
             return
         self._close("FAILED")
-        _fail(self.env, error)
+        fail(self.env, error)

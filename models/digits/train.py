@@ -66,18 +66,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, run: Run, devic
 
 
 def train(run: Run) -> tuple[nn.Module, dict] | None:
-    """Train (resuming from the newest checkpoint); the model and figures, or None if stopped."""
+    """Train (resuming from the newest checkpoint): the model and its figures; None if stopped."""
     hp = run.hp
-    device = distributed.setup(run)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)  # a resumed CPU run ends bit-identical
-    torch.manual_seed(hp["seed"])
-    precision = precision_for(hp["precision"], device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    fmt = torch.channels_last if hp["channels_last"] else torch.contiguous_format
-
     # --- data: the train channel holds the train and validation splits ---
     data = load_prepared(run.channel("train"))
     train_x, train_y = (torch.from_numpy(a) for a in (data["train"].x, data["train"].y))
@@ -89,6 +79,17 @@ def train(run: Run) -> tuple[nn.Module, dict] | None:
             f"hyperparameter 'batch_size': got {batch_size}, want a multiple of the {world} "
             f"processes and at most the {len(train_y)} training samples"
         )
+
+    # --- device, process group, numerics ---
+    device = distributed.setup(run)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)  # a resumed CPU run ends bit-identical
+    torch.manual_seed(hp["seed"])
+    precision = precision_for(hp["precision"], device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    fmt = torch.channels_last if hp["channels_last"] else torch.contiguous_format
     total_steps = steps_per_epoch * hp["epochs"]
     sampler = EpochBatches(len(train_y), batch_size, run.rank, world, hp["seed"])
     pairs = torch.utils.data.StackDataset(train_x, train_y)

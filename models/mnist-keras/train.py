@@ -47,6 +47,8 @@ class Report(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.run.stop_requested:
+            return  # a partial epoch: its figures would mislead
         logs = logs or {}
         self.run.log(
             epoch=epoch + 1,
@@ -55,6 +57,23 @@ class Report(keras.callbacks.Callback):
             validation_loss=logs.get("val_loss"),
             validation_accuracy=logs.get("val_accuracy"),
         )
+
+
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """Keras' backup of the last finished epoch, in the run's checkpoint directory.
+
+    Kept after training ends (Keras deletes it by default, also when a SIGTERM stopped the
+    fit), and not written for an epoch a SIGTERM cut short: a restarted job redoes that epoch,
+    or only exports if training had finished.
+    """
+
+    def __init__(self, run: Run):
+        super().__init__(str(run.checkpoint_dir / "keras-backup"), delete_checkpoint=False)
+        self.run = run
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.run.stop_requested:
+            super().on_epoch_end(epoch, logs)
 
 
 def main() -> None:
@@ -70,7 +89,7 @@ def main() -> None:
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        backup = keras.callbacks.BackupAndRestore(str(run.env.checkpoint_dir / "keras-backup"))
+        backup = EpochBackup(run)
         model.fit(
             train.x,
             train.y,

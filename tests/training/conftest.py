@@ -55,14 +55,13 @@ with runtime.start() as run:
         run.log(epoch=step, step=step, train_loss=1.0 / step, validation_accuracy=0.5 + step / 10)
         if run.hp["mode"] == "slow":
             time.sleep(0.2)
-        if run.stop_requested:
+        if run.stop_requested and not run.stopped:
             run.checkpoints.save({"step": step, "epoch": step}, wait=True)
             run.stop()
             break
         if step == 2 and run.hp["mode"] == "crash":
             raise RuntimeError("the model broke")
-    else:
-        run.finish(validation_accuracy=0.9, loss=float("nan"))
+    run.finish(validation_accuracy=0.9, loss=float("nan"))  # nothing, once stopped
 """
 
 

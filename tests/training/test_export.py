@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -208,3 +209,45 @@ def test_regression_variants_are_compared_by_r2() -> None:
 def test_a_model_of_no_known_framework_is_refused_by_name() -> None:
     with pytest.raises(UserError, match=r"no export helper for builtins\.dict"):
         export_for({})
+
+
+def test_an_xgboost_classifier_converts_through_onnxmltools_with_tensor_outputs(
+    tmp_path: Path,
+) -> None:
+    from xgboost import XGBClassifier
+
+    x = X.reshape(120, -1)
+    model = XGBClassifier(n_estimators=10, max_depth=2).fit(x, Y)
+    figures = export_for(model)(
+        model, tmp_path, name="m", task="classification", validation=(x, Y), labels=["a", "b", "c"]
+    )
+    assert figures["onnx_accuracy_delta"] == 0.0
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+
+
+class NotScriptable(nn.Module):
+    """Valid PyTorch that TorchScript's compiler refuses (a numpy call in forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(32, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) * float(np.sqrt(4.0))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_a_model_torchscript_cannot_compile_is_traced_instead(tmp_path: Path, caplog) -> None:
+    torch_export.export(
+        NotScriptable(),
+        tmp_path,
+        name="m",
+        task="classification",
+        validation=(X, Y),
+        quantize=False,
+    )
+    assert "torch.jit.script failed" in caplog.text and "tracing the model instead" in caplog.text
+    loaded = torch.jit.load(str(tmp_path / "model.pt"))
+    assert loaded(torch.from_numpy(X[:4])).shape == (4, 3)
+    assert json.loads((tmp_path / "model.json").read_text())["labels"] == ["0", "1", "2"]

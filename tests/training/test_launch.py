@@ -179,9 +179,14 @@ def test_a_bad_manifest_fails_with_its_problems_in_the_failure_file(toy, python,
     )
 
 
+def test_launch_help_explains_how_the_model_is_found(python) -> None:
+    result = python("-m", "training", "launch", "--help")
+    assert result.returncode == 0 and "finds the model: ``--model``" in result.stdout
+
+
 def test_an_unknown_command_prints_usage(python) -> None:
     result = python("-m", "training", "serve")
     assert (
         result.returncode == 2
-        and "usage: python -m training {launch,train,prepare,schema}" in result.stderr
+        and "usage: python -m training {launch,train,prepare,evaluate,schema}" in result.stderr
     )

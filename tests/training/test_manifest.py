@@ -177,6 +177,15 @@ def test_the_tuning_metric_must_be_declared_and_the_goal_follows_the_metric(mode
     assert manifest.train.objective.goal == "minimize"
 
 
+def test_a_threshold_the_metric_cannot_reach_is_refused(model_dir) -> None:
+    (line,) = _errors(
+        model_dir, GOOD.replace("metric: accuracy,", "metric: accuracy, threshold: 95,")
+    )[1:]
+    assert line.endswith(
+        "train.objective.threshold = 95.0: accuracy cannot reach it. Allowed: a number between 0 and 1"
+    )
+
+
 def test_files_the_manifest_names_must_exist_and_the_name_is_the_directory(model_dir) -> None:
     manifest = GOOD.replace("name: m", "name: other") + "prepare: {entryPoint: prep.py}\n"
     lines = _errors(model_dir, manifest)[1:]

@@ -31,6 +31,13 @@ def spec(name: str, shape: Sequence[int], dtype: str = "float32") -> dict[str, A
     return {"name": name, "datatype": DATATYPES[dtype], "shape": [-1, *shape]}
 
 
+def labels_for(task: str, labels: Sequence[str], y: np.ndarray) -> list[str]:
+    """The class names given, or "0".."C-1" from the targets when a classifier got none."""
+    if labels or task != "classification":
+        return list(labels)
+    return [str(i) for i in range(int(np.max(y)) + 1)]
+
+
 def output_specs(task: str, labels: Sequence[str], names: Sequence[str]) -> list[dict[str, Any]]:
     """Classifier outputs [N, classes] (and a label [N] if named); regressors [N, 1]."""
     specs = []

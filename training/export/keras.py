@@ -45,6 +45,7 @@ def export(
 
     model_dir.mkdir(parents=True, exist_ok=True)
     x, y = np.ascontiguousarray(validation[0], dtype=np.float32), np.asarray(validation[1])
+    labels = common.labels_for(task, labels, y)
     metric = common.SCORES[task]
     signature = [tf.TensorSpec([None, *x.shape[1:]], tf.float32, name=input_name)]
 

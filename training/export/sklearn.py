@@ -20,6 +20,7 @@ import numpy as np
 from training.errors import ExportError
 from training.export import common
 
+OPSET = 21  # onnxruntime 1.32 runs it; skl2onnx 1.20 is tested up to 22
 HANDLER = "handler.py"
 NATIVE = "model.joblib"
 
@@ -56,7 +57,11 @@ def to_onnx(model: Any, features: int, task: str, input_name: str) -> Any:
     _register_xgboost()
     options = {"zipmap": False} if task == "classification" else None
     return convert(
-        model, initial_types=[(input_name, FloatTensorType([None, features]))], options=options
+        model,
+        initial_types=[(input_name, FloatTensorType([None, features]))],
+        options=options,
+        # XGBoost's converter emits ai.onnx.ml 5, which skl2onnx refuses beyond 3.
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
     )
 
 
@@ -92,6 +97,7 @@ def export(
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     x, y = np.ascontiguousarray(validation[0], dtype=np.float32), np.asarray(validation[1])
+    labels = common.labels_for(task, labels, y)
     metric = common.SCORES[task]
     native_out = [model.predict_proba(x)] if task == "classification" else [model.predict(x)]
     native = common.score(task, common.predictions(task, native_out), y)

@@ -22,6 +22,8 @@ from torch import nn
 
 from training.export import common
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def _quiet() -> Any:
@@ -48,6 +50,17 @@ def _plain_module(model: nn.Module) -> nn.Module:
         model = inner
     model = copy.deepcopy(model).to("cpu", torch.float32)
     return model.to(memory_format=torch.contiguous_format).eval()
+
+
+def _torchscript(model: nn.Module, example: np.ndarray) -> torch.jit.ScriptModule:
+    """Scripted (keeps control flow); traced on an example when the model does not script."""
+    try:
+        return torch.jit.script(model)
+    except Exception as err:  # TorchScript's compiler refuses much valid Python
+        log.warning(
+            "torch.jit.script failed (%s); tracing the model instead", str(err).splitlines()[0]
+        )
+        return torch.jit.trace(model, torch.from_numpy(example))
 
 
 @torch.no_grad()
@@ -78,12 +91,13 @@ def export(
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     x, y = np.ascontiguousarray(validation[0], dtype=np.float32), np.asarray(validation[1])
+    labels = common.labels_for(task, labels, y)
     cpu_model = _plain_module(model)
     metric = common.SCORES[task]
 
     script_path = model_dir / "model.pt"
     with _quiet():
-        torch.jit.save(torch.jit.script(cpu_model), str(script_path))
+        torch.jit.save(_torchscript(cpu_model, x[:2]), str(script_path))
         served = torch.jit.load(str(script_path), map_location="cpu")
     native = common.score(task, common.predictions(task, _outputs(served, x)), y)
     figures: dict[str, Any] = {
