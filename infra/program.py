@@ -60,7 +60,15 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
     storage = Storage(name, StorageArgs(settings=config.storage, context=context))
     context = context.with_storage(storage.kms_key_arn, storage.bucket_names, storage.bucket_arns)
     # The network's flow logs are encrypted with the stack key, so storage comes first.
-    network = Network(name, NetworkArgs(settings=config.network, context=context))
+    network = Network(
+        name,
+        NetworkArgs(
+            settings=config.network,
+            context=context,
+            needs_egress=config.eks is not None,
+            kubernetes=config.eks is not None,
+        ),
+    )
     registry = Registry(
         name,
         RegistryArgs(
@@ -82,8 +90,12 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
         else None
     )
 
-    eks = build_eks_plane(
-        config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
+    eks = (
+        build_eks_plane(
+            config, context, vpc_id=network.vpc_id, private_subnet_ids=network.private_subnet_ids
+        )
+        if config.eks is not None
+        else None
     )
     models = [
         ModelStack(
@@ -124,7 +136,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
             }
             for m in models
         },
-        **eks.outputs(),
+        **(eks.outputs() if eks else {}),
         "vpcId": network.vpc_id,
         "privateSubnetIds": network.private_subnet_ids,
         "kmsKeyArn": storage.kms_key_arn,
@@ -143,7 +155,7 @@ class ModelStack:
         context: StackContext,
         registry: Registry,
         secret_arns: list[pulumi.Output[str]],
-        eks: EksPlane,
+        eks: EksPlane | None,
         alerts: StackAlerts,
         tracking_server_arn: pulumi.Output[str] | None,
     ) -> None:
@@ -209,6 +221,7 @@ class ModelStack:
                 ),
             )
         else:
+            assert eks is not None, "the schema refuses EKS models without a cluster"
             self.runtime = EksTrainingRuntime(
                 resource_name,
                 EksTrainingArgs(
@@ -225,6 +238,7 @@ class ModelStack:
             )
         environment = serving_environment(manifest.serve.runtime)
         if isinstance(serving, EksServing):
+            assert eks is not None, "the schema refuses EKS models without a cluster"
             self.server = EksModelServer(
                 resource_name,
                 EksServingArgs(

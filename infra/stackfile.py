@@ -245,6 +245,9 @@ def validate(raw: RawStack) -> StackConfig:
                 why, allowed = _unknown_key(loc)
             if raw.config and _is_secret(path, raw) and value is not _MISSING:
                 value = SECRET_PLACEHOLDER
+            if not loc:  # a check across sections: its message names the keys itself
+                problems.append(f"{raw.source}: {why}")
+                continue
             problems.append(_format(raw, path, value, why, allowed))
     if config is not None:
         # Each model entry against its model directory and manifest (model.yaml).

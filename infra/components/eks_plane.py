@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from infra.components.cluster import ClusterArgs, EksCluster
+from infra.components.cpu_pools import CpuNodePool, CpuNodePoolArgs
 from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_training import EksTarget, PoolPlacement
 from infra.components.gpu_pools import GpuNodePool, GpuNodePoolArgs
@@ -26,7 +27,7 @@ class EksPlane:
 
     name: str
     cluster: EksCluster
-    pools: dict[str, GpuNodePool]
+    pools: dict[str, GpuNodePool | CpuNodePool]
     kubernetes: KubernetesLayer
     _operator: TrainingOperator | None = field(default=None, init=False, repr=False)
 
@@ -68,6 +69,17 @@ class EksPlane:
                     "instanceTypes": list(pool.template.instance_types),
                 }
                 for name, pool in self.pools.items()
+                if isinstance(pool, GpuNodePool)
+            },
+            "cpuPools": {
+                name: {
+                    "nodeSelector": pool.template.node_selector,
+                    "vcpusPerNode": pool.template.vcpus,
+                    "memoryMibPerNode": pool.template.memory_mib,
+                    "instanceTypes": list(pool.template.instance_types),
+                }
+                for name, pool in self.pools.items()
+                if isinstance(pool, CpuNodePool)
             },
         }
 
@@ -79,19 +91,21 @@ def build_eks_plane(
     vpc_id: pulumi.Input[str],
     private_subnet_ids: Sequence[pulumi.Input[str]],
 ) -> EksPlane:
-    """Declare the cluster, one node group per GPU pool, and the in-cluster GPU software."""
+    """Declare the cluster, one node group per pool, and the in-cluster GPU software."""
+    settings = config.eks
+    assert settings is not None, "build_eks_plane needs mlplatform:cluster"
     name = context.prefix
     cluster = EksCluster(
         name,
         ClusterArgs(
-            settings=config.cluster,
+            settings=settings,
             context=context,
             subnet_ids=private_subnet_ids,
             # A stack that protects its data (prod) protects its cluster the same way.
             protect=config.storage.protect,
         ),
     )
-    pools = {
+    pools: dict[str, GpuNodePool | CpuNodePool] = {
         pool.name: GpuNodePool(
             f"{name}-{pool.name}",
             GpuNodePoolArgs(
@@ -107,10 +121,22 @@ def build_eks_plane(
         )
         for pool in config.gpu_pools
     }
+    for cpu_pool in config.cpu_pools:
+        pools[cpu_pool.name] = CpuNodePool(
+            f"{name}-{cpu_pool.name}",
+            CpuNodePoolArgs(
+                pool=cpu_pool,
+                cluster_name=cluster.cluster_name,
+                node_role_arn=cluster.node_role_arn,
+                subnet_ids=private_subnet_ids,
+                depends_on=cluster.node_prerequisites,
+            ),
+            opts=pulumi.ResourceOptions(parent=cluster),
+        )
     kubernetes = KubernetesLayer(
         name,
         KubernetesLayerArgs(
-            settings=config.cluster,
+            settings=settings,
             context=context,
             cluster_name=cluster.cluster_name,
             kubeconfig=cluster.kubeconfig,

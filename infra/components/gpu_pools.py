@@ -17,6 +17,13 @@ import pulumi_aws as aws
 
 from infra import instances
 from infra.components.cluster import node_launch_template
+from infra.components.node_groups import (
+    CAPACITY_LABELS,
+    CAPACITY_TYPES,
+    NODE_TEMPLATE,
+    NodeGroupSpec,
+    managed_node_group,
+)
 from infra.config import GpuPool
 
 POOL_LABEL = "mlplatform.io/pool"
@@ -34,20 +41,12 @@ GPU_RESOURCE = "nvidia.com/gpu"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 SYSTEM_NODE_SELECTOR = {"mlplatform.io/node-role": "system"}
-NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 
 AMI_TYPES = {
     ("al2023", "x86_64"): "AL2023_x86_64_NVIDIA",
     ("al2023", "arm64"): "AL2023_ARM_64_NVIDIA",
     ("bottlerocket", "x86_64"): "BOTTLEROCKET_x86_64_NVIDIA",
     ("bottlerocket", "arm64"): "BOTTLEROCKET_ARM_64_NVIDIA",
-}
-CAPACITY_TYPES = {"onDemand": "ON_DEMAND", "spot": "SPOT", "capacityBlock": "CAPACITY_BLOCK"}
-CAPACITY_LABELS = {"onDemand": "on-demand", "spot": "spot", "capacityBlock": "capacity-block"}
-_EKS_TAINT_EFFECTS = {
-    "NoSchedule": "NO_SCHEDULE",
-    "NoExecute": "NO_EXECUTE",
-    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
 }
 
 
@@ -213,51 +212,28 @@ class GpuNodePool(pulumi.ComponentResource):
             extra=extra,
             parent=self,
         )
-        node_group = aws.eks.NodeGroup(
+        node_group = managed_node_group(
             name,
-            cluster_name=args.cluster_name,
-            node_group_name=pulumi.Output.from_input(args.cluster_name).apply(
-                lambda c: f"{c}-{pool.name}"
-            ),
-            node_role_arn=args.node_role_arn,
-            subnet_ids=subnets,
-            instance_types=None
-            if pool.capacity_type == "capacityBlock"
-            else list(pool.instance_types),
-            ami_type=template.ami_type,
-            capacity_type=template.capacity_type,
-            # desired starts at min; from then on the cluster-autoscaler owns it (ignore_changes).
-            scaling_config={
-                "min_size": pool.min_size,
-                "max_size": pool.max_size,
-                "desired_size": pool.min_size,
-            },
-            labels=template.labels,
-            taints=[
-                {"key": t["key"], "value": t["value"], "effect": _EKS_TAINT_EFFECTS[t["effect"]]}
-                for t in template.taints
-            ],
-            launch_template={
-                "id": launch_template.id,
-                "version": launch_template.latest_version.apply(str),
-            },
-            update_config={"max_unavailable": 1},
-            opts=pulumi.ResourceOptions(
-                parent=self,
+            NodeGroupSpec(
+                pool_name=pool.name,
+                cluster_name=args.cluster_name,
+                node_role_arn=args.node_role_arn,
+                subnet_ids=subnets,
+                instance_types=None
+                if pool.capacity_type == "capacityBlock"
+                else list(pool.instance_types),
+                ami_type=template.ami_type,
+                capacity_type=template.capacity_type,
+                min_size=pool.min_size,
+                max_size=pool.max_size,
+                labels=template.labels,
+                taints=template.taints,
+                autoscaler_tags=template.autoscaler_tags,
+                launch_template=launch_template,
                 depends_on=list(args.depends_on),
-                ignore_changes=["scalingConfig.desiredSize"],
             ),
+            parent=self,
         )
-        # Managed node groups do not copy their tags to the autoscaling group, which is where
-        # cluster-autoscaler looks for node templates; tag the group directly.
-        group_name = node_group.resources.apply(lambda r: r[0]["autoscaling_groups"][0]["name"])
-        for key, value in template.autoscaler_tags.items():
-            aws.autoscaling.Tag(
-                f"{name}-{key.removeprefix(NODE_TEMPLATE + '/').replace('/', '-')}",
-                autoscaling_group_name=group_name,
-                tag={"key": key, "value": value, "propagate_at_launch": False},
-                opts=pulumi.ResourceOptions(parent=node_group),
-            )
         self.template = template
         self.node_group = node_group
         self.register_outputs({"labels": template.labels, "nodeGroupArn": node_group.arn})

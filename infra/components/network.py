@@ -20,6 +20,8 @@ FLOW_LOG_RETENTION_DAYS = 365
 
 # Interface endpoints that keep image pulls, credential exchange (STS, and EKS Pod Identity's
 # eks-auth), node-group lookups by the cluster-autoscaler (eks) and SageMaker calls private.
+# Endpoints only EKS nodes and pods use.
+KUBERNETES_ONLY = ("eks", "eks-auth")
 INTERFACE_ENDPOINT_SERVICES = (
     "ecr.api",
     "ecr.dkr",
@@ -38,6 +40,11 @@ class NetworkArgs:
 
     settings: config.Network
     context: StackContext
+    # Whether anything in private subnets needs the internet (EKS nodes pull public images and
+    # charts): only then NAT gateways, which cost ~$33 a month each before traffic.
+    needs_egress: bool = True
+    # Whether the stack has an EKS cluster (its nodes and Pod Identity use the EKS endpoints).
+    kubernetes: bool = True
 
 
 def subnet_cidrs(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -112,7 +119,10 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             self.public_subnet_ids.append(public.id)
-            if settings.nat_gateways == "perZone" or i == 0:
+            nat_here = settings.nat_gateways == "perZone" or (
+                settings.nat_gateways == "single" and i == 0
+            )
+            if args.needs_egress and nat_here:
                 eip = aws.ec2.Eip(
                     f"{name}-nat-{zone}",
                     domain="vpc",
@@ -142,13 +152,14 @@ class Network(pulumi.ComponentResource):
                 tags={"Name": f"{name}-private-{zone}"},
                 opts=child,
             )
-            aws.ec2.Route(
-                f"{name}-private-{zone}-nat",
-                route_table_id=rt.id,
-                destination_cidr_block="0.0.0.0/0",
-                nat_gateway_id=nats[-1].id,
-                opts=child,
-            )
+            if nats:
+                aws.ec2.Route(
+                    f"{name}-private-{zone}-nat",
+                    route_table_id=rt.id,
+                    destination_cidr_block="0.0.0.0/0",
+                    nat_gateway_id=nats[-1].id,
+                    opts=child,
+                )
             aws.ec2.RouteTableAssociation(
                 f"{name}-private-{zone}", subnet_id=private.id, route_table_id=rt.id, opts=child
             )
@@ -184,6 +195,8 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             for service in INTERFACE_ENDPOINT_SERVICES:
+                if service in KUBERNETES_ONLY and not args.kubernetes:
+                    continue
                 aws.ec2.VpcEndpoint(
                     f"{name}-{service.replace('.', '-')}",
                     vpc_id=vpc.id,

@@ -37,7 +37,7 @@ from infra.config.models import (
     Tuning,
 )
 from infra.config.network import Network
-from infra.config.pools import GpuPool, check_gpu_instance_type
+from infra.config.pools import CpuPool, GpuPool, check_gpu_instance_type
 from infra.config.registry import Registry
 from infra.config.stack import SCHEMA_KEYS, StackConfig, describe_allowed, field_at
 from infra.config.storage import Storage
@@ -53,6 +53,7 @@ __all__ = [
     "BatchTransform",
     "Budget",
     "Cluster",
+    "CpuPool",
     "EksServing",
     "EksTraining",
     "GpuPool",

@@ -56,7 +56,14 @@ class GpuQuota(Section):
 
 
 class Cluster(Section):
-    """The EKS cluster: version, API endpoint exposure, logging, system nodes and GPU quotas."""
+    """The EKS cluster: version, API endpoint exposure, logging, system nodes and GPU quotas.
+    Leave the section out (or set `enabled: false`) for a SageMaker-only stack."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Create the cluster; false (or no mlplatform:cluster at all): no EKS, no "
+        "system nodes, no node pools, SageMaker only.",
+    )
 
     version: str = Field(
         default="1.34",

@@ -210,6 +210,11 @@ class SageMakerTraining(TrainingBase):
         description="EventBridge Scheduler expression that starts the pipeline, e.g. "
         "'cron(0 3 ? * MON *)' or 'rate(7 days)'; none: runs start by hand.",
     )
+    runs_per_month: Annotated[int, Field(ge=0, le=10000)] | None = Field(
+        default=None,
+        description="Expected runs a month for the cost estimate when there is no schedule "
+        "(default: the environment's policy config, e.g. 20 in dev).",
+    )
 
     @field_validator("instance_type")
     @classmethod

@@ -20,14 +20,18 @@ class Network(Section):
     az_count: int = Field(
         default=2, ge=2, le=6, description="Availability zones to spread subnets over."
     )
-    nat_gateways: Literal["single", "perZone"] = Field(
+    nat_gateways: Literal["single", "perZone", "none"] = Field(
         default="perZone",
-        description="`single` saves cost (dev); `perZone` survives a zone outage (prod).",
+        description="NAT for the EKS nodes' outbound traffic: `single` saves cost (dev), "
+        "`perZone` survives a zone outage (prod), `none` for a cluster that reaches everything "
+        "through endpoints. A stack without a cluster gets none: SageMaker jobs and endpoints "
+        "reach S3 through the free gateway endpoint.",
     )
     private_endpoints: bool = Field(
-        default=True,
-        description="Interface endpoints for ECR, STS, SageMaker API/runtime, so traffic to "
-        "them stays off the internet. The S3 gateway endpoint is always created.",
+        default=False,
+        description="Interface endpoints (ECR, STS, SageMaker API/runtime; EKS ones with a "
+        "cluster), so traffic to them stays off the internet; about $7 a month each per zone. "
+        "The S3 gateway endpoint is always created (free).",
     )
 
     @field_validator("cidr")

@@ -1,4 +1,5 @@
-"""The `mlplatform:gpuPools` section: node pools whose settings follow from the instance type."""
+"""The `mlplatform:gpuPools` and `mlplatform:cpuPools` sections: node pools whose settings follow
+from the instance type."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def check_gpu_instance_type(value: str) -> str:
 
 
 GpuInstanceType = Annotated[str, AfterValidator(check_gpu_instance_type)]
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Valid Kubernetes labels outside the domains the platform sets itself."""
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            raise ValueError(f"{key}={value!r} is not a valid Kubernetes label")
+        if key.startswith(RESERVED_LABEL_DOMAINS):
+            raise ValueError(
+                f"{key}: labels under {', '.join(RESERVED_LABEL_DOMAINS)} are set by the platform"
+            )
+    return labels
 
 
 class GpuPool(Section):
@@ -173,11 +186,88 @@ class GpuPool(Section):
     @field_validator("labels")
     @classmethod
     def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key, value in labels.items():
-            if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
-                raise ValueError(f"{key}={value!r} is not a valid Kubernetes label")
-            if key.startswith(RESERVED_LABEL_DOMAINS):
-                raise ValueError(
-                    f"{key}: labels under {', '.join(RESERVED_LABEL_DOMAINS)} are set by the platform"
-                )
-        return labels
+        return check_labels(labels)
+
+
+def check_cpu_instance_type(value: str) -> str:
+    """An EC2 type without GPUs, with instance facts on file (CPU pools)."""
+    from infra import instances
+
+    check_ec2_instance_type(value)
+    found = instances.facts(value)
+    if found is None:
+        raise ValueError(
+            f"no instance facts for {value} in {instances.TABLE.name}; regenerate it with "
+            "`python -m infra.instances` after upgrading moto"
+        )
+    if found.gpu_count or found.gpu_model:
+        raise ValueError(f"{value} has GPUs; put it in mlplatform:gpuPools")
+    return value
+
+
+CpuInstanceType = Annotated[str, AfterValidator(check_cpu_instance_type)]
+
+
+class CpuPool(Section):
+    """A managed node group of CPU instances for data preparation, CPU inference and batch work;
+    sized by the cluster-autoscaler between min and max (zero when idle)."""
+
+    name: str = Field(description="Pool name: 2-32 lower-case letters, digits or -.")
+    instance_types: list[CpuInstanceType] = Field(
+        min_length=1,
+        description="EC2 types with the same vCPUs, memory and architecture, e.g. [m7i.2xlarge, "
+        "m6i.2xlarge]; the first is preferred.",
+    )
+    min_size: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=0, description="Nodes always running; 0 lets the pool idle at no cost."
+    )
+    max_size: Annotated[int, Field(ge=1, le=1000)] = Field(
+        description="Nodes the cluster-autoscaler may add for pending pods."
+    )
+    capacity_type: Literal["onDemand", "spot"] = Field(
+        default="onDemand", description="`onDemand`, or `spot` (cheaper, may be reclaimed)."
+    )
+    disk_size_gib: Annotated[int, Field(ge=20, le=16384)] = Field(
+        default=100, description="Encrypted root/data volume per node (GiB)."
+    )
+    ami_family: Literal["al2023", "bottlerocket"] = Field(
+        default="al2023", description="Node OS: EKS-optimised AL2023 or Bottlerocket."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra Kubernetes node labels for this pool."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _pool_name(cls, value: str) -> str:
+        if not _POOL_NAME.match(value):
+            raise ValueError("must be 2-32 lower-case letters, digits or -, starting with a letter")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _one_shape(cls, types: list[str]) -> list[str]:
+        from infra import instances
+
+        shapes = {(f.vcpus, f.memory_mib, f.architecture) for f in map(instances.facts, types) if f}
+        if len(shapes) > 1:
+            raise ValueError(
+                "instance types of one pool must share vCPUs, memory and architecture, so the "
+                "autoscaler's node template holds for every node; split them into pools"
+            )
+        if len(set(types)) != len(types):
+            raise ValueError("instance types repeat")
+        return types
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_size")
+        if low is not None and value < low:
+            raise ValueError(f"maxSize must be >= minSize ({low})")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return check_labels(labels)

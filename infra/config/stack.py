@@ -15,7 +15,7 @@ from infra.config.budget import Budget
 from infra.config.cluster import Cluster
 from infra.config.models import UNION_TAGS, EksServing, EksTraining, Model
 from infra.config.network import Network
-from infra.config.pools import GpuPool
+from infra.config.pools import CpuPool, GpuPool
 from infra.config.registry import Registry
 from infra.config.storage import Storage
 from infra.config.tags import Tags
@@ -47,12 +47,28 @@ class StackConfig(Section):
         default_factory=list,
         description="Models this stack trains and serves, each on the plane it chooses.",
     )
-    cluster: Cluster = Field(
-        default_factory=Cluster, description="The EKS cluster GPU pools and workloads run in."
+    cluster: Cluster | None = Field(
+        default=None,
+        description="The EKS cluster node pools and EKS workloads run in; leave it out for a "
+        "SageMaker-only stack (no cluster, no system nodes: almost nothing while idle).",
     )
     gpu_pools: list[GpuPool] = Field(
         default_factory=list, description="GPU node pools of the EKS cluster (scale to zero)."
     )
+    cpu_pools: list[CpuPool] = Field(
+        default_factory=list,
+        description="CPU node pools of the EKS cluster, for data preparation, CPU inference and "
+        "batch work (scale to zero).",
+    )
+
+    @property
+    def eks(self) -> Cluster | None:
+        """The cluster's settings when the stack has an EKS cluster, else None."""
+        return self.cluster if self.cluster is not None and self.cluster.enabled else None
+
+    def pool(self, name: str) -> GpuPool | CpuPool | None:
+        """A GPU or CPU pool by name."""
+        return next((p for p in [*self.gpu_pools, *self.cpu_pools] if p.name == name), None)
 
     @field_validator("region")
     @classmethod
@@ -70,14 +86,30 @@ class StackConfig(Section):
                 raise ValueError(f"secret name {name!r} must be letters, digits, _ or -")
         return secrets
 
-    @field_validator("gpu_pools")
+    @field_validator("gpu_pools", "cpu_pools")
     @classmethod
-    def _unique_pool_names(cls, pools: list[GpuPool]) -> list[GpuPool]:
+    def _unique_within(cls, pools: list[Any]) -> list[Any]:
         names = [p.name for p in pools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"GPU pool names must be unique; repeated: {', '.join(duplicates)}")
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(duplicates)}")
         return pools
+
+    @model_validator(mode="after")
+    def _unique_pool_names(self) -> StackConfig:
+        shared = sorted({p.name for p in self.gpu_pools} & {p.name for p in self.cpu_pools})
+        if shared:
+            raise ValueError(
+                f"a GPU pool and a CPU pool share the name {', '.join(shared)}: names must be "
+                "unique across mlplatform:gpuPools and mlplatform:cpuPools"
+            )
+        names = [p.name for p in [*self.gpu_pools, *self.cpu_pools]]
+        if self.eks is None and names:
+            raise ValueError(
+                "node pools need a cluster: add mlplatform:cluster (enabled: true) or remove "
+                f"the pools ({', '.join(names)})"
+            )
+        return self
 
     @field_validator("models")
     @classmethod
@@ -92,7 +124,7 @@ class StackConfig(Section):
     def _models_use_existing_pools(self) -> StackConfig:
         from infra import instances
 
-        pools = {p.name: p for p in self.gpu_pools}
+        names = ", ".join(p.name for p in [*self.gpu_pools, *self.cpu_pools]) or "none defined"
         for index, model in enumerate(self.models):
             placements: list[tuple[str, str, int]] = []
             if isinstance(model.training, EksTraining):
@@ -103,12 +135,24 @@ class StackConfig(Section):
                 placements.append(("serving", model.serving.pool, model.serving.gpus_per_replica))
             for part, pool_name, gpus in placements:
                 where = f"models[{index}] ({model.name}) {part}"
-                pool = pools.get(pool_name)
+                if self.eks is None:
+                    raise ValueError(
+                        f"{where}: plane eks, but the stack has no EKS cluster (mlplatform:cluster "
+                        "is absent or enabled: false); use plane sagemaker or add the cluster"
+                    )
+                pool = self.pool(pool_name)
                 if pool is None:
                     raise ValueError(
-                        f"{where}: pool {pool_name!r} is not in mlplatform:gpuPools "
-                        f"({', '.join(sorted(pools)) or 'none defined'})"
+                        f"{where}: pool {pool_name!r} is not in mlplatform:gpuPools or "
+                        f"mlplatform:cpuPools ({names})"
                     )
+                if isinstance(pool, CpuPool):
+                    if gpus:
+                        raise ValueError(
+                            f"{where}: asks {gpus} GPUs but pool {pool.name} is a CPU pool; set "
+                            f"{'gpusPerInstance' if part == 'training' else 'gpusPerReplica'}: 0"
+                        )
+                    continue
                 facts = instances.facts(pool.instance_types[0])
                 if facts and gpus > facts.gpu_count:
                     raise ValueError(
@@ -116,7 +160,7 @@ class StackConfig(Section):
                         f"{facts.gpu_count}"
                     )
                 if part == "training":
-                    quota = self.cluster.gpu_quota.training
+                    quota = self.eks.gpu_quota.training
                     if gpus * model.training.instance_count > quota:
                         raise ValueError(
                             f"{where}: {model.training.instance_count} nodes x {gpus} GPUs "

@@ -177,7 +177,10 @@ def test_scheduled_batch_runs_start_the_batch_pipeline(plan_of):
 def test_batch_payload_limits_are_checked_at_plan_time(stack_variant):
     batch = {"maxPayloadMb": 50, "maxConcurrentTransforms": 4}
     path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "batch": batch}]})
-    with pytest.raises(StackConfigError, match=r"models\[0\]\.batch.*= 200 MB, above 100 MB \[batch-transform-payload: https:"):
+    with pytest.raises(
+        StackConfigError,
+        match=r"models\[0\]\.batch.*= 200 MB, above 100 MB \[batch-transform-payload: https:",
+    ):
         load_stack_file(path)
 
 

@@ -172,7 +172,7 @@ def test_multi_node_torchrun_on_the_training_pool_with_gpus_and_no_eviction(stag
     assert node["image"] == staging.outputs["imageRefs"]["digits-eks"]["training"]
     gpus = str(model.training.gpus_per_instance)
     assert (
-        node["resources"]["limits"] == {"nvidia.com/gpu": gpus}
+        node["resources"]["limits"] == {"memory": model.training.memory, "nvidia.com/gpu": gpus}
         and node["resources"]["requests"]["nvidia.com/gpu"] == gpus
     )
     assert spec["priorityClassName"] == "mlplatform-training"
@@ -183,7 +183,7 @@ def test_a_model_without_torchrun_runs_one_python_process_per_node(staging: Plan
     assert runtime["spec"]["mlPolicy"] == {"numNodes": 1}
     (node,) = pod_template(runtime)["spec"]["containers"]
     assert node["command"] == ["python", "/opt/ml/code/train.py"]
-    assert "limits" not in node["resources"] or not node["resources"]["limits"]
+    assert node["resources"]["limits"] == {"memory": "16Gi"}, "no GPU; memory limited"
 
 
 def test_runs_get_the_sagemaker_contract_so_one_script_runs_on_both_planes(staging: Plan):
@@ -248,7 +248,10 @@ def test_serving_rolls_out_without_losing_ready_replicas_and_scales_within_bound
     assert spec["nodeSelector"] == staging.outputs["gpuPools"][model.serving.pool]["nodeSelector"]
     (server,) = spec["containers"]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert server["resources"]["limits"] == {"nvidia.com/gpu": str(model.serving.gpus_per_replica)}
+    assert server["resources"]["limits"] == {
+        "memory": model.serving.memory,
+        "nvidia.com/gpu": str(model.serving.gpus_per_replica),
+    }
     (hpa,) = by_kind(staging, "HorizontalPodAutoscaler", "digits-eks")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (
         model.serving.min_instances,
@@ -285,7 +288,8 @@ def test_an_eks_model_must_name_an_existing_pool_with_enough_gpus(plan_variant):
     from infra.config import StackConfigError
 
     with pytest.raises(
-        StackConfigError, match=r"pool 'h100' is not in mlplatform:gpuPools \(serving, training\)"
+        StackConfigError,
+        match=r"pool 'h100' is not in mlplatform:gpuPools or mlplatform:cpuPools \(serving, training\)",
     ):
         plan_variant(
             "staging",

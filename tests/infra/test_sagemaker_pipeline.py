@@ -513,8 +513,11 @@ def test_scheduled_retraining_starts_the_pipeline_with_a_role_that_can_do_only_t
             "Effect": "Allow",
             "Action": "sagemaker:StartPipelineExecution",
             "Resource": pipeline.outputs["arn"],
-        }
+        },
+        # The schedule's payload is encrypted with the stack key.
+        {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": plan.outputs["kmsKeyArn"]},
     ]
+    assert schedule.inputs["kmsKeyArn"] == plan.outputs["kmsKeyArn"]
     dev = [s.name for s in plan_of("dev").of_type("aws:scheduler/schedule:Schedule")]
     assert not [name for name in dev if name.endswith("digits-schedule")], "dev retrains by hand"
 

@@ -93,7 +93,7 @@ MALFORMED = [
         "bad-nat-layout",
         {"mlplatform:network": {"natGateways": "many"}},
         "mlplatform:network.natGateways",
-        "'single' or 'perZone'",
+        "'single', 'perZone' or 'none'",
     ),
     (
         "too-few-zones",
@@ -164,9 +164,12 @@ def test_invalid_yaml_is_reported_without_traceback(tmp_path, capsys):
     assert "Pulumi.broken.yaml: not valid YAML" in err and "Traceback" not in err
 
 
-def test_unknown_stack_lists_the_stacks_that_exist(capsys):
-    assert main(["plan", "--stack", "qa"]) == 2
-    assert "Pulumi.dev.yaml, Pulumi.prod.yaml, Pulumi.staging.yaml" in capsys.readouterr().err
+def test_unknown_stack_lists_the_stacks_that_exist(capsys, tmp_path):
+    for stack in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
+    assert main(["plan", "--stack", "qa", "--stacks-dir", str(tmp_path)]) == 2
+    assert "stacks in" in (err := capsys.readouterr().err)
+    assert "Pulumi.dev.yaml, Pulumi.prod.yaml" in err
 
 
 def test_secret_values_never_appear_in_error_messages(tmp_path, stack_variant):
