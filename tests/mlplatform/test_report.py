@@ -107,6 +107,7 @@ def test_a_region_without_a_price_table_fails_the_budget_policy_but_still_render
     checked = preview(plan_variant("dev", {"aws:region": "eu-west-1"}))
     [violation] = checked.blocking
     assert (
-        violation.policy == "monthly-budget" and "mlplatform/prices/eu-west-1.json" in violation.message
+        violation.policy == "monthly-budget"
+        and "mlplatform/prices/eu-west-1.json" in violation.message
     )
     assert "mlplatform prices refresh --region eu-west-1" in checked.markdown()
