@@ -1,190 +1,151 @@
-"""`mlplatform train | status | approve | invoke` against moto running as a server process, a
-throttling/denying AWS stand-in, and a stand-in Kubernetes API."""
+"""`mlplatform train | status | approve | publish | invoke` on the SageMaker plane, against moto
+running as a server process and a throttling/denying AWS stand-in; names come from the stack's
+outputs (a fake `pulumi` CLI, or the offline plan when there is none)."""
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
-import socket
-import subprocess
-import sys
+import tarfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import boto3
-import jsonschema
 import pytest
-import yaml
 
-from infra.components.eks_operator import TRAINER_VERSION
 from mlplatform.cli import main
 
-SCHEMAS = Path(__file__).parent / "schemas"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto's server as its own process on loopback, as boto3 would meet AWS."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """Point boto3 (through AWS_ENDPOINT_URL) at a local endpoint with dummy credentials."""
-
-    def use(url: str) -> None:
-        for key, value in {**AWS_ENV, "AWS_ENDPOINT_URL": url}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-    return use
-
-
-def sagemaker(url: str):
-    return boto3.client(
-        "sagemaker",
-        region_name="us-east-1",
-        endpoint_url=url,
-        **{k.lower(): v for k, v in AWS_ENV.items()},
-    )
-
-
-def test_moto_accepts_every_stacks_pipeline_and_train_then_status_follow_it(
-    moto_url, aws, plan_of, capsys
+def test_train_and_status_use_the_pipeline_the_stack_outputs_name(
+    moto, moto_url, aws, fake_pulumi, plan_of, capsys
 ):
-    client = sagemaker(moto_url)
-    for stack in ("dev", "staging", "prod"):
+    # The deployed stack's pipeline has a name no convention would derive.
+    (pipeline,) = plan_of("dev").of_type("aws:sagemaker/pipeline:Pipeline")
+    moto("sagemaker").create_pipeline(
+        PipelineName="digits-pipeline-renamed",
+        PipelineDefinition=pipeline.inputs["pipelineDefinition"],
+        RoleArn="arn:aws:iam::123456789012:role/pipeline",
+    )
+    fake_pulumi.set("dev", {"pipelineNames": {"digits": "digits-pipeline-renamed"}})
+    aws(moto_url)
+    args = ["--stack", "dev", "--model", "digits"]
+    assert main(["train", *args, "--param", "TrainingInstanceCount=1"]) == 0
+    started = capsys.readouterr().out
+    assert f"{ARN}:pipeline/digits-pipeline-renamed/execution/" in started
+    assert main(["status", *args]) == 0
+    status = capsys.readouterr().out
+    assert f"{started.split()[-1]}: Succeeded" in status
+    assert "steps unavailable" in status, "moto 5.2.5 answers ListPipelineExecutionSteps with a 500"
+    assert fake_pulumi.calls() == ["stack output --json --stack dev"] * 2
+
+
+def test_moto_accepts_every_stacks_pipeline_definition(moto, plan_of):
+    sagemaker = moto("sagemaker")
+    for stack in ("dev", "staging", "qa", "prod"):
         for pipeline in plan_of(stack).of_type("aws:sagemaker/pipeline:Pipeline"):
-            client.create_pipeline(
-                PipelineName=pipeline.inputs["pipelineName"],
+            sagemaker.create_pipeline(
+                PipelineName=f"{stack}-{pipeline.inputs['pipelineName']}",
                 PipelineDefinition=pipeline.inputs["pipelineDefinition"],
                 RoleArn="arn:aws:iam::123456789012:role/pipeline",
             )
-    aws(moto_url)
-    assert (
-        main(["train", "--stack", "dev", "--model", "digits", "--param", "TrainingInstanceCount=1"])
-        == 0
-    )
-    started = capsys.readouterr().out
-    assert (
-        "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlplatform-dev-digits/execution/"
-        in started
-    )
-    assert main(["status", "--stack", "dev", "--model", "digits"]) == 0
-    status = capsys.readouterr().out
-    arn = started.split()[-1]
-    assert f"{arn}: Succeeded" in status
-    assert "steps unavailable" in status, "moto 5.2.5 answers ListPipelineExecutionSteps with a 500"
 
 
-def test_approve_marks_the_newest_pending_version_approved(moto_url, aws, capsys):
-    client = sagemaker(moto_url)
-    group = "mlplatform-prod-digits"
-    client.create_model_package_group(ModelPackageGroupName=group)
+def test_approve_marks_the_newest_pending_version_of_the_outputs_group(
+    moto, moto_url, aws, fake_pulumi, capsys
+):
+    sagemaker = moto("sagemaker")
+    group = "prod-digits-registry"
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
     spec = {
         "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s:ctx-0"}],
         "SupportedContentTypes": ["application/json"],
         "SupportedResponseMIMETypes": ["application/json"],
     }
     for _ in range(2):
-        client.create_model_package(
+        sagemaker.create_model_package(
             ModelPackageGroupName=group,
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification=spec,
         )
+    fake_pulumi.set("prod", {"modelPackageGroups": {"digits": group}})
     aws(moto_url)
     assert main(["approve", "--stack", "prod", "--model", "digits"]) == 0
     out = capsys.readouterr().out
-    assert "modelPackageVersion: 2" in out
+    assert "modelPackageVersion: 2" in out and "stacks/Pulumi.prod.yaml" in out
     statuses = {
         p["ModelPackageVersion"]: p["ModelApprovalStatus"]
-        for p in client.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+        for p in sagemaker.list_model_packages(ModelPackageGroupName=group)[
+            "ModelPackageSummaryList"
+        ]
     }
     assert statuses == {1: "PendingManualApproval", 2: "Approved"}
 
 
-def test_publish_uploads_a_local_model_where_endpoints_look_for_it(moto_url, aws, tmp_path, capsys):
-    import io
-    import tarfile
+def _exported_model(directory) -> None:
+    (directory / "model.json").write_text("{}")
+    (directory / "model.pt").write_bytes(b"weights")
 
-    s3 = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=moto_url,
-        **{k.lower(): v for k, v in AWS_ENV.items()},
-    )
-    s3.create_bucket(Bucket="mlplatform-dev-artifacts-1a2b3c4")
-    s3.create_bucket(Bucket="mlplatform-dev-datasets-1a2b3c4")
-    (tmp_path / "model.json").write_text("{}")
-    (tmp_path / "model.pt").write_bytes(b"weights")
+
+def test_publish_uploads_to_the_artifacts_bucket_the_outputs_name(
+    moto, moto_url, aws, fake_pulumi, tmp_path, capsys
+):
+    s3 = moto("s3")
+    # Two buckets that look alike: only the outputs say which one the stack owns.
+    for bucket in ("mlplatform-dev-artifacts-1a2b3c4", "mlplatform-dev-artifacts-9z8y7x6"):
+        s3.create_bucket(Bucket=bucket)
+    fake_pulumi.set("dev", {"bucketNames": {"artifacts": "mlplatform-dev-artifacts-9z8y7x6"}})
+    model = tmp_path / "model"
+    model.mkdir()
+    _exported_model(model)
     aws(moto_url)
-    assert (
-        main(["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]) == 0
-    )
-    assert (
-        "s3://mlplatform-dev-artifacts-1a2b3c4/models/digits/model.tar.gz"
-        in capsys.readouterr().out
-    )
-    body = s3.get_object(
-        Bucket="mlplatform-dev-artifacts-1a2b3c4", Key="models/digits/model.tar.gz"
-    )["Body"].read()
+    args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(model)]
+    assert main(args) == 0
+    key = "models/digits/model.tar.gz"
+    assert f"s3://mlplatform-dev-artifacts-9z8y7x6/{key}" in capsys.readouterr().out
+    body = s3.get_object(Bucket="mlplatform-dev-artifacts-9z8y7x6", Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         assert sorted(archive.getnames()) == ["model.json", "model.pt"], (
             "at the root, as SageMaker unpacks it"
         )
-    assert (
-        main(
-            [
-                "publish",
-                "--stack",
-                "dev",
-                "--model",
-                "digits",
-                "--model-dir",
-                str(tmp_path / "nothing"),
-            ]
-        )
-        == 3
-    )
+    assert main([*args[:-1], str(tmp_path / "nothing")]) == 3
     assert "holds no exported model" in capsys.readouterr().err
 
 
-def test_invoke_sends_a_digits_sample_to_the_endpoint(moto_url, aws, capsys):
+def test_without_the_pulumi_cli_publish_asks_for_it_rather_than_guess_a_bucket(
+    no_pulumi, tmp_path, capsys
+):
+    _exported_model(tmp_path)
+    args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: the artifacts bucket: Pulumi names it when it deploys the stack")
+    assert "put the pulumi CLI on PATH" in err and "--bucket" in err
+
+
+def test_without_the_pulumi_cli_invoke_uses_the_endpoint_the_program_names(
+    moto_url, aws, no_pulumi, capsys
+):
     aws(moto_url)
     assert main(["invoke", "--stack", "dev", "--model", "digits"]) == 0
     assert capsys.readouterr().out.strip() == "body", "moto's canned InvokeEndpoint answer"
+
+
+def test_a_failing_pulumi_cli_is_reported_in_one_line(fake_pulumi, capsys):
+    assert main(["invoke", "--stack", "qa", "--model", "digits"]) == 3
+    assert capsys.readouterr().err == (
+        "error: `pulumi stack output --json --stack qa` failed: error: no stack named 'qa' found\n"
+    )
+
+
+def test_an_output_the_stack_lacks_is_named(fake_pulumi, capsys):
+    fake_pulumi.set("dev", {"pipelineNames": {}})
+    assert main(["train", "--stack", "dev", "--model", "digits"]) == 3
+    assert capsys.readouterr().err == (
+        "error: the training pipeline: the stack has no output pipelineNames.digits "
+        "(pulumi stack output --stack dev)\n"
+    )
 
 
 class AwsStandIn(BaseHTTPRequestHandler):
@@ -209,36 +170,31 @@ class AwsStandIn(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def stand_in() -> Iterator[tuple[str, type[AwsStandIn]]]:
+def stand_in(aws, fake_pulumi, plan_of) -> Iterator[type[AwsStandIn]]:
+    """The scripted AWS stand-in, with the dev stack's outputs as the deployed stack's."""
     AwsStandIn.replies, AwsStandIn.seen = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), AwsStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", AwsStandIn
+    fake_pulumi.set("dev", plan_of("dev").outputs)
+    aws(f"http://127.0.0.1:{server.server_port}")
+    yield AwsStandIn
     server.shutdown()
 
 
 THROTTLED = (400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
-STARTED = (
-    200,
-    {
-        "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlplatform-dev-digits/execution/abc"
-    },
-)
+EXECUTION = f"{ARN}:pipeline/mlplatform-dev-digits/execution/abc"
+STARTED = (200, {"PipelineExecutionArn": EXECUTION})
 
 
-def test_throttling_is_retried_until_the_call_succeeds(stand_in, aws, capsys):
-    url, server = stand_in
-    server.replies = [THROTTLED, THROTTLED, STARTED]
-    aws(url)
+def test_throttling_is_retried_until_the_call_succeeds(stand_in, capsys):
+    stand_in.replies = [THROTTLED, THROTTLED, STARTED]
     assert main(["train", "--stack", "dev", "--model", "digits"]) == 0
-    assert server.seen == ["SageMaker.StartPipelineExecution"] * 3
+    assert stand_in.seen == ["SageMaker.StartPipelineExecution"] * 3
     assert "execution/abc" in capsys.readouterr().out
 
 
-def test_endless_throttling_is_reported_in_one_line(stand_in, aws, capsys, monkeypatch):
-    url, server = stand_in
-    server.replies = [THROTTLED] * 2
-    aws(url)
+def test_endless_throttling_is_reported_in_one_line(stand_in, capsys, monkeypatch):
+    stand_in.replies = [THROTTLED] * 2
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     assert main(["train", "--stack", "dev", "--model", "digits"]) == 3
     err = capsys.readouterr().err
@@ -248,16 +204,42 @@ def test_endless_throttling_is_reported_in_one_line(stand_in, aws, capsys, monke
     )
 
 
-def test_access_denied_is_reported_in_one_line_without_a_traceback(stand_in, aws, capsys):
-    url, server = stand_in
+def test_status_exits_1_when_the_latest_execution_failed(stand_in, capsys):
+    stand_in.replies = [
+        (200, {"PipelineExecutionSummaries": [{"PipelineExecutionArn": EXECUTION}]}),
+        (
+            200,
+            {
+                "PipelineExecutionArn": EXECUTION,
+                "PipelineExecutionStatus": "Failed",
+                "FailureReason": "Step train failed",
+            },
+        ),
+        (
+            200,
+            {
+                "PipelineExecutionSteps": [
+                    {"StepName": "train", "StepStatus": "Failed", "FailureReason": "OOM"}
+                ]
+            },
+        ),
+    ]
+    assert main(["status", "--stack", "dev", "--model", "digits"]) == 1
+    assert capsys.readouterr().out == (
+        f"{EXECUTION}: Failed (Step train failed)\n  train: Failed (OOM)\n"
+    )
+
+
+def test_access_denied_is_reported_in_one_line_without_a_traceback(stand_in, capsys):
     denial = "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: sagemaker:UpdateModelPackage"
-    server.replies = [
+    package = f"{ARN}:model-package/mlplatform-dev-digits/1"
+    stand_in.replies = [
         (
             200,
             {
                 "ModelPackageSummaryList": [
                     {
-                        "ModelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlplatform-dev-digits/1",
+                        "ModelPackageArn": package,
                         "ModelPackageVersion": 1,
                         "ModelApprovalStatus": "PendingManualApproval",
                         "ModelPackageGroupName": "mlplatform-dev-digits",
@@ -269,13 +251,11 @@ def test_access_denied_is_reported_in_one_line_without_a_traceback(stand_in, aws
         ),
         (400, {"__type": "AccessDeniedException", "message": denial}),
     ]
-    aws(url)
     assert main(["approve", "--stack", "dev", "--model", "digits"]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err == (
-        "error: approving arn:aws:sagemaker:us-east-1:123456789012:model-package/mlplatform-dev-digits/1: "
-        f"AWS denied UpdateModelPackage (AccessDeniedException): {denial}\n"
+        f"error: approving {package}: AWS denied UpdateModelPackage (AccessDeniedException): {denial}\n"
     )
 
 
@@ -285,94 +265,3 @@ def test_an_unknown_model_names_the_ones_the_stack_has(capsys):
         capsys.readouterr().err
         == "error: stack staging has no model 'mnist' (models: digits, digits-eks)\n"
     )
-
-
-class KubernetesStandIn(BaseHTTPRequestHandler):
-    """Just enough of the Kubernetes API for TrainJobs: create and list."""
-
-    created: list[dict] = []
-
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path == "/api/v1/namespaces/serving/services/digits-eks:http/proxy/invocations":
-            shape = (len(body["inputs"]), len(body["inputs"][0]), len(body["inputs"][0][0]))
-            self._send(200, {"predictions": [{"label": "0", "shape": list(shape)}]})
-            return
-        assert self.path == "/apis/trainer.kubeflow.org/v1alpha1/namespaces/training/trainjobs"
-        KubernetesStandIn.created.append(body)
-        self._send(201, body)
-
-    def do_GET(self) -> None:
-        assert self.path.startswith(
-            "/apis/trainer.kubeflow.org/v1alpha1/namespaces/training/trainjobs"
-        )
-        items = [
-            {
-                **job,
-                "metadata": {**job["metadata"], "creationTimestamp": "2026-01-01T00:00:00Z"},
-                "status": {"conditions": [{"type": "Created", "status": "True"}]},
-            }
-            for job in KubernetesStandIn.created
-        ]
-        self._send(
-            200,
-            {
-                "apiVersion": "trainer.kubeflow.org/v1alpha1",
-                "kind": "TrainJobList",
-                "metadata": {},
-                "items": items,
-            },
-        )
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_on_eks_train_creates_a_train_job_and_invoke_goes_through_the_service_proxy(
-    tmp_path, capsys
-):
-    KubernetesStandIn.created = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KubernetesStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
-                ],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    try:
-        args = ["--stack", "staging", "--model", "digits-eks", "--kubeconfig", str(kubeconfig)]
-        assert main(["train", *args]) == 0
-        assert main(["status", *args]) == 0
-        assert main(["invoke", *args]) == 0
-    finally:
-        server.shutdown()
-    (job,) = KubernetesStandIn.created
-    with gzip.open(SCHEMAS / f"trainer-v{TRAINER_VERSION}-trainjob.json.gz") as f:
-        schema = json.loads(f.read())["schema"]
-    jsonschema.validate(job["spec"], schema["properties"]["spec"])
-    assert (
-        job["spec"]["runtimeRef"]["name"] == "digits-eks"
-        and job["spec"]["runtimeRef"]["kind"] == "TrainingRuntime"
-    )
-    out = capsys.readouterr().out
-    assert f"started TrainJob training/{job['metadata']['name']}" in out
-    assert f"training/{job['metadata']['name']}: Created=True" in out
-    assert '{"predictions": [{"label": "0", "shape": [1, 1, 8]}]}' in out, "one 1x8x8 digits sample"
