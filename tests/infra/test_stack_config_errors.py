@@ -170,8 +170,11 @@ def test_invalid_yaml_is_reported_without_traceback(tmp_path, capsys):
 
 
 def test_unknown_stack_lists_the_stacks_that_exist(capsys):
-    assert main(["plan", "--stack", "qa"]) == 2
-    assert "Pulumi.dev.yaml, Pulumi.prod.yaml, Pulumi.staging.yaml" in capsys.readouterr().err
+    assert main(["plan", "--stack", "sandbox"]) == 2
+    assert (
+        "Pulumi.dev.yaml, Pulumi.prod.yaml, Pulumi.qa.yaml, Pulumi.staging.yaml"
+        in capsys.readouterr().err
+    )
 
 
 def test_secret_values_never_appear_in_error_messages(tmp_path):
