@@ -221,20 +221,14 @@ def _run_isolated(fn: Callable[[], Any]) -> Any:
     return result["value"]
 
 
-def plan_stack(
-    path: Path,
-    stack: str | None = None,
-    *,
-    program: Path | None = None,
-    progress: Progress | None = None,
-) -> Plan:
-    """Validate a stack file, then run the program (default: `main` of `Pulumi.yaml`) for it
-    under mocks; `progress` hears what it is doing."""
+def plan_stack(path: Path, stack: str | None = None, *, progress: Progress | None = None) -> Plan:
+    """Validate a stack file, then run the program (`main` of `Pulumi.yaml`) for it under
+    mocks; `progress` hears what it is doing."""
     if progress:
         progress(f"validating {display_path(path)}")
     config, raw = load_stack_file(path)
     stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    entry = program or pulumi_project().main
+    entry = pulumi_project().main
     mocks = PlanMocks(region=config.region, stack=stack)
     monitor = RecordingMonitor(mocks, progress)
 
