@@ -94,20 +94,20 @@ def tree(plan: Plan) -> Tree:
 def counts(plan: Plan) -> str:
     """How the resources are counted: components are resources too, as Pulumi counts them."""
     custom = [r for r in plan.resources if r.custom]
-    providers = [r for r in custom if r.type.startswith("pulumi:providers:")]
-    cloud = Counter(r.type.split(":", 1)[0] for r in custom if r not in providers)
-    parts = [
-        f"{sum(cloud.values())} cloud resources ("
-        + ", ".join(f"{n} {package}" for package, n in sorted(cloud.items(), key=lambda i: -i[1]))
-        + ")"
-    ]
+    providers = sum(r.type.startswith("pulumi:providers:") for r in custom)
+    cloud = Counter(
+        r.type.split(":", 1)[0] for r in custom if not r.type.startswith("pulumi:providers:")
+    )
+    by_package = ", ".join(f"{n} {package}" for package, n in cloud.most_common())
+    parts = [f"{cloud.total()} cloud resources ({by_package})"]
     if providers:
-        parts.append(f"{len(providers)} provider{'s' if len(providers) > 1 else ''}")
+        parts.append(f"{providers} provider{'s' * (providers > 1)}")
     parts.append(f"{len(plan.resources) - len(custom)} components")
     return f"{len(plan.resources)} resources: " + " + ".join(parts)
 
 
 def type_table(plan: Plan) -> Table:
+    """How many resources of each type."""
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(justify="right")
     table.add_column()
@@ -133,25 +133,23 @@ def summary(plan: Plan) -> RenderableType:
 
 
 def violations(checked: Preview) -> RenderableType:
+    """Violations grouped by severity, most severe first."""
     if not checked.violations:
         return Text("Policies: no violations.")
-    table = Table(box=None, show_header=False, pad_edge=False, title_justify="left")
-    table.add_column()
+    lines = [Text(f"Policies: {len(checked.violations)} violation(s)")]
     for severity in SEVERITY_ORDER:
         group = [v for v in checked.violations if v.severity == severity]
         if group:
-            table.add_row(
-                Text(
-                    severity.upper(),
-                    style="bold red" if severity in ("critical", "high") else "bold",
-                )
-            )
-            for v in group:
-                table.add_row(f"  [{v.enforcement}] {v.policy}: {v.resource}: {v.message}")
-    return Group(Text(f"Policies: {len(checked.violations)} violation(s)"), table)
+            loud = severity in ("critical", "high")
+            lines.append(Text(f"  {severity.upper()}", style="bold red" if loud else "bold"))
+            lines += [
+                Text(f"    [{v.enforcement}] {v.policy}: {v.resource}: {v.message}") for v in group
+            ]
+    return Group(*lines)
 
 
 def cost(checked: Preview) -> RenderableType:
+    """Each priced resource at minimum and maximum scale, the totals and the budget."""
     est, prices = checked.estimate, checked.prices
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("RESOURCE", "KIND", "DETAIL"):
@@ -172,6 +170,7 @@ def cost(checked: Preview) -> RenderableType:
 
 
 def verdict(checked: Preview) -> Text:
+    """Whether the change can merge, and the cost against the budget, in one sentence."""
     return Text(
         checked.verdict().replace("**", ""), style="bold red" if checked.blocking else "bold"
     )
