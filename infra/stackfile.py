@@ -257,7 +257,10 @@ def _format(raw: RawStack, path: KeyPath, value: Any, why: str, allowed: str) ->
     dotted = f"{path[0]}" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
     shown = "(missing)" if value is _MISSING else repr(value)
     message = f"{where}: {dotted} = {shown}: {why}"
-    return f"{message}. Allowed: {allowed}" if allowed else message
+    if not allowed:
+        return message
+    stop = "" if message.endswith(("?", ".")) else "."  # after "did you mean …?"
+    return f"{message}{stop} Allowed: {allowed}"
 
 
 _MISSING = object()
