@@ -4,7 +4,6 @@ demo, operating commands."""
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from pathlib import Path
@@ -15,22 +14,29 @@ from mlplatform.operations import register as register_operations
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from mlplatform import terminal
-    from mlplatform.plan import plan_stack
-    from mlplatform.report import preview
+    from mlplatform import collector
+    from mlplatform.progress import spinner
 
     output = "json" if args.json else args.format
     base = json.loads(Path(args.base).read_text()) if args.base else None
-    with terminal.progress(quiet=args.quiet) as say:
-        plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack, progress=say)
-        checked = preview(plan, base, progress=say)
-    if output == "json":
-        json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    elif output == "markdown":
-        sys.stdout.write(checked.markdown())
-    else:
-        terminal.print_plan(checked, terminal.console())
+    with collector.paused(freeze=args.process_exits):
+        with spinner(quiet=args.quiet) as say:
+            from mlplatform.plan import plan_stack
+            from mlplatform.report import preview
+
+            path = stack_file(args.stack, Path(args.stacks_dir))
+            plan = plan_stack(path, args.stack, progress=say)
+            checked = preview(plan, base, progress=say)
+        # The spinner is gone before anything reaches the terminal.
+        if output == "json":
+            json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
+            sys.stdout.write("\n")
+        elif output == "markdown":
+            sys.stdout.write(checked.markdown())
+        else:
+            from mlplatform import terminal
+
+            terminal.print_plan(checked, terminal.console())
     # A mandatory policy violation fails the check (and the pull request's status).
     return 1 if checked.blocking else 0
 
@@ -141,17 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; `argv` None means this process is the command (the console script)."""
     args = build_parser().parse_args(argv)
+    # The process ends with the command: what a plan builds need not be garbage-collected.
+    args.process_exits = argv is None
     try:
         return args.func(args)
     except StackConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finally:
-        if argv is None:
-            # The process ends next: a last full collection over the plan's few hundred
-            # thousand objects at interpreter exit would take a second and free nothing the
-            # operating system does not free anyway.
-            gc.freeze()
 
 
 if __name__ == "__main__":

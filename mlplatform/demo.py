@@ -70,6 +70,7 @@ def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sampl
     """Plan, prepare, train, serve, predict; returns a process exit code."""
     from mlplatform import terminal
     from mlplatform.plan import plan_stack
+    from mlplatform.progress import spinner
     from mlplatform.report import preview
 
     python = sys.executable
@@ -77,7 +78,7 @@ def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sampl
     data_dir, model_dir = workdir / "data", workdir / "model"
 
     _step(f"1/4 Offline plan of stack '{stack}', policy check and cost (no AWS account needed)")
-    with terminal.progress() as say:
+    with spinner() as say:
         plan = plan_stack(stack_file(stack, STACKS_DIR), stack, progress=say)
         checked = preview(plan, progress=say)
     out = terminal.console()

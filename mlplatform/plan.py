@@ -9,12 +9,10 @@ policies, the cost estimate and PR comments are all built on this.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import json
 import runpy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,12 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.config import PROJECT, StackConfig
 from infra.stackfile import RawStack, display_path, load_stack_file, pulumi_project
+from mlplatform import collector
 from mlplatform.mocks import PlanMocks
+from mlplatform.progress import Progress
 
 SECRET = "[secret]"
 UNKNOWN = "[computed]"
-# Told what the plan is doing: "validating …", "running the program (N resources so far)".
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -182,20 +180,6 @@ def _config_values(raw: RawStack) -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The program allocates hundreds of thousands of long-lived objects (provider modules,
-    resource args) and little garbage; full collections over them cost seconds and free almost
-    nothing, so the cyclic collector waits until the program is done."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _run_isolated(fn: Callable[[], Any]) -> Any:
     """Run in a fresh thread: Pulumi's runtime state lives in context variables and an event
     loop, and a new thread starts with neither, so plans never leak into each other."""
@@ -226,6 +210,11 @@ def plan_stack(path: Path, stack: str | None = None, *, progress: Progress | Non
     mocks; `progress` hears what it is doing."""
     if progress:
         progress(f"validating {display_path(path)}")
+    with collector.paused():
+        return _plan(path, stack, progress)
+
+
+def _plan(path: Path, stack: str | None, progress: Progress | None) -> Plan:
     config, raw = load_stack_file(path)
     stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
     entry = pulumi_project().main
@@ -264,7 +253,6 @@ def plan_stack(path: Path, stack: str | None = None, *, progress: Progress | Non
         )
 
     try:
-        with _collector_paused():
-            return _run_isolated(run)
+        return _run_isolated(run)
     finally:
         monitor.close_loops()

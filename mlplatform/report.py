@@ -15,8 +15,9 @@ from typing import Any
 from mlplatform import changes, prices
 from mlplatform import readme as readme_file
 from mlplatform.cost import CostLine, Estimate, estimate
-from mlplatform.plan import Plan, PlannedResource, Progress
+from mlplatform.plan import Plan, PlannedResource
 from mlplatform.prices import PriceTable
+from mlplatform.progress import Progress
 from policies.offline import (
     Violation,
     check_plan,

@@ -1,15 +1,11 @@
-"""The plan as a person reads it in a terminal: progress while it works, then the resources as a
-tree under their components (as `pulumi preview` shows them), counts, policies and cost.
-
-Progress goes to stderr and only to a terminal, so piped output and `--json` stay clean.
-"""
+"""The plan as a person reads it in a terminal: the resources as a tree under their components
+(as `pulumi preview` shows them), counts, policies and cost. Progress while it works is
+`mlplatform.progress`."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -17,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from mlplatform.plan import Plan, PlannedResource, Progress
+from mlplatform.plan import Plan, PlannedResource
 from mlplatform.report import Preview, usd
 from policies.offline import SEVERITY_ORDER
 
@@ -42,18 +38,6 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else PIPED_WIDTH
     return Console(file=stream, width=width, highlight=False, markup=False)
-
-
-@contextlib.contextmanager
-def progress(quiet: bool = False) -> Iterator[Progress | None]:
-    """A spinner on stderr that says what the plan is doing; None when stderr is not a
-    terminal or with `--quiet`."""
-    err = console(stderr=True)
-    if quiet or not err.is_terminal:
-        yield None
-        return
-    with err.status("starting") as status:
-        yield lambda message: status.update(message)
 
 
 def key_inputs(inputs: dict[str, Any], limit: int = 70) -> str:
