@@ -32,7 +32,32 @@ from infra.config.stack import members
 # What an encrypted `secure:` value becomes when it is planned without the stack's key.
 SECRET_PLACEHOLDER = "[secret]"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STACKS_DIR = PROJECT_ROOT / "stacks"
+
+
+@dataclass(frozen=True)
+class PulumiProject:
+    """Where Pulumi finds this project's program and stack files, as `Pulumi.yaml` says."""
+
+    root: Path
+    main: Path  # the program file Pulumi runs
+    stacks_dir: Path
+
+
+def pulumi_project(root: Path = PROJECT_ROOT) -> PulumiProject:
+    """`main` and `stackConfigDir` from `<root>/Pulumi.yaml`, with Pulumi's defaults: both
+    are the project folder, and a `main` folder runs its `__main__.py`."""
+    path = root / "Pulumi.yaml"
+    document = yaml.safe_load(path.read_text()) if path.is_file() else None
+    settings = document if isinstance(document, dict) else {}
+    main = root / str(settings.get("main") or ".")
+    return PulumiProject(
+        root=root,
+        main=main / "__main__.py" if main.is_dir() else main,
+        stacks_dir=root / str(settings.get("stackConfigDir") or "."),
+    )
+
+
+STACKS_DIR = pulumi_project().stacks_dir
 
 KeyPath = tuple[str | int, ...]
 # Top-level keys of a Pulumi stack file: config, the secrets provider's settings, and the Pulumi
@@ -49,6 +74,7 @@ class RawStack:
     config: dict[str, Any]
     secret_keys: list[str] = field(default_factory=list)
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    environments: list[str] = field(default_factory=list)  # Pulumi ESC imports
 
 
 def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
@@ -125,7 +151,19 @@ def read_stack_file(path: Path) -> RawStack:
         config[key], is_secret = _unwrap_secure(value)
         if is_secret:
             secret_keys.append(key)
-    return RawStack(source=source, config=config, secret_keys=secret_keys, lines=lines)
+    return RawStack(
+        source=source,
+        config=config,
+        secret_keys=secret_keys,
+        lines=lines,
+        environments=_esc_imports(document.get("environment")),
+    )
+
+
+def _esc_imports(block: Any) -> list[str]:
+    """The ESC environments of `environment:`, a list of names or an inline `imports:` list."""
+    imports = block.get("imports") if isinstance(block, dict) else block
+    return [str(name) for name in imports] if isinstance(imports, list) else []
 
 
 def runtime_config() -> dict[str, Any]:
@@ -207,13 +245,11 @@ def _member_label(model: type) -> str:
     return ", ".join(parts) or model.__name__
 
 
-def _config_key(loc: tuple[Any, ...]) -> tuple[KeyPath, str]:
+def _config_key(loc: tuple[Any, ...]) -> KeyPath:
     """Map a pydantic error location back to the stack file's key path."""
     head, *rest = loc or ("",)
     key = next((k for k, v in SCHEMA_KEYS.items() if v == head), f"{PROJECT}:{head}")
-    path: KeyPath = (key, *(p for p in rest if p not in UNION_TAGS))
-    dotted = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
-    return path, dotted
+    return (key, *(p for p in rest if p not in UNION_TAGS))
 
 
 def _format(raw: RawStack, path: KeyPath, value: Any, why: str, allowed: str) -> str:
@@ -222,7 +258,10 @@ def _format(raw: RawStack, path: KeyPath, value: Any, why: str, allowed: str) ->
     dotted = str(path[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
     shown = "(missing)" if value is _MISSING else repr(value)
     message = f"{where}: {dotted} = {shown}: {why}"
-    return f"{message}. Allowed: {allowed}" if allowed else message
+    if not allowed:
+        return message
+    stop = "" if message.endswith(("?", ".")) else "."  # after "did you mean …?"
+    return f"{message}{stop} Allowed: {allowed}"
 
 
 _MISSING = object()
@@ -237,7 +276,7 @@ def validate(raw: RawStack) -> StackConfig:
         config = None
         for error in exc.errors(include_url=False):
             loc = tuple(error["loc"])
-            path, _ = _config_key(loc)
+            path = _config_key(loc)
             value = _MISSING if error["type"] == "missing" else error.get("input")
             why = str(error["msg"]).removeprefix("Value error, ")
             allowed = describe_allowed(loc)

@@ -1,11 +1,11 @@
-"""`mlplatform`: the platform's command line: offline plan and checks, local demo, operating commands."""
+"""`mlplatform`: the platform's command line: offline plan and checks, the stack schema, local
+demo, operating commands."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 from infra.config import StackConfigError
@@ -13,62 +13,52 @@ from infra.stackfile import STACKS_DIR, stack_file
 from mlplatform.operations import register as register_operations
 
 
-def _key_inputs(inputs: dict) -> str:
-    """The few inputs that identify a resource in a table row."""
-    keys = (
-        "name",
-        "instanceTypes",
-        "instanceType",
-        "cidrBlock",
-        "availabilityZone",
-        "serviceName",
-        "bucket",
-        "chart",
-        "kind",
-    )
-    shown = [f"{k}={inputs[k]}" for k in keys if k in inputs and inputs[k] not in (None, "", [])]
-    text = ", ".join(shown)
-    return text if len(text) <= 70 else text[:67] + "..."
-
-
-def render_table(plan) -> str:
-    """A readable listing: one row per resource, then a count per type."""
-    rows = [("TYPE", "NAME", "KEY INPUTS")]
-    rows += [
-        (r.type, r.name, _key_inputs(r.inputs))
-        for r in plan.resources
-        if r.custom or r.type.startswith("mlplatform:")
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {k}".rstrip() for t, n, k in rows]
-    counts = Counter(r.type for r in plan.resources)
-    lines += [
-        "",
-        f"Summary for stack '{plan.stack}' ({plan.source}): {len(plan.resources)} resources",
-    ]
-    lines += [f"  {count:>4}  {kind}" for kind, count in sorted(counts.items())]
-    return "\n".join(lines)
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    from mlplatform.plan import plan_stack
-    from mlplatform.report import preview
+    from mlplatform import collector
+    from mlplatform.progress import spinner
 
-    plan = plan_stack(stack_file(args.stack, Path(args.stacks_dir)), args.stack)
-    base = json.loads(Path(args.base).read_text()) if args.base else None
-    checked = preview(plan, base)
     output = "json" if args.json else args.format
-    if output == "json":
-        json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    elif output == "markdown":
-        sys.stdout.write(checked.markdown())
-    else:
-        print(render_table(plan))
-        print()
-        print(checked.text())
+    base = json.loads(Path(args.base).read_text()) if args.base else None
+    with collector.paused(freeze=args.process_exits):
+        with spinner(quiet=args.quiet) as say:
+            from mlplatform.plan import plan_stack
+            from mlplatform.report import preview
+
+            path = stack_file(args.stack, Path(args.stacks_dir))
+            plan = plan_stack(path, args.stack, progress=say)
+            checked = preview(plan, base, progress=say)
+        # The spinner is gone before anything reaches the terminal.
+        if output == "json":
+            json.dump({**plan.to_json(), **checked.to_json()}, sys.stdout, indent=2, sort_keys=True)
+            sys.stdout.write("\n")
+        elif output == "markdown":
+            sys.stdout.write(checked.markdown())
+        else:
+            from mlplatform import terminal
+
+            terminal.print_plan(checked, terminal.console())
     # A mandatory policy violation fails the check (and the pull request's status).
     return 1 if checked.blocking else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from mlplatform import schema
+
+    sys.stdout.write(schema.reference() if args.reference else schema.document_text())
+    return 0
+
+
+def cmd_policy_config(args: argparse.Namespace) -> int:
+    from mlplatform.stacks import policy_config
+
+    found = policy_config(stack_file(args.stack, Path(args.stacks_dir)))
+    if found is None:
+        print(
+            f"stack {args.stack}: no policy config file; the pack's defaults apply", file=sys.stderr
+        )
+    else:
+        print(found)
+    return 0
 
 
 def cmd_prices_refresh(args: argparse.Namespace) -> int:
@@ -85,22 +75,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir), stack=args.stack, epochs=args.epochs, sample=args.sample)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_plan(sub: argparse._SubParsersAction) -> None:
     plan = sub.add_parser(
-        "plan", help="run the Pulumi program for a stack offline and list its resources"
+        "plan", help="run the Pulumi program for a stack offline, check policies, estimate cost"
     )
     plan.add_argument(
-        "--stack", default="dev", help="stack name: stacks/Pulumi.<stack>.yaml (default: dev)"
+        "--stack", default="dev", help="stack name: Pulumi.<stack>.yaml (default: dev)"
     )
     plan.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
     plan.add_argument(
         "--format",
         choices=("table", "json", "markdown"),
         default="table",
-        help="table (terminal), json (resources, outputs, violations, cost) or markdown (the PR "
-        "comment); every format runs the policy rules and the cost estimate",
+        help="table (terminal: resources as a tree), json (resources, outputs, violations, cost) "
+        "or markdown (the PR comment); every format runs the policy rules and the cost estimate",
     )
     plan.add_argument("--json", action="store_true", help="same as --format json")
     plan.add_argument(
@@ -108,7 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="`plan --json` output of the base branch: the markdown then lists what changes",
     )
+    plan.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (none when it is not a terminal)",
+    )
     plan.set_defaults(func=cmd_plan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlplatform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_plan(sub)
+    schema = sub.add_parser(
+        "schema", help="print the stack file's JSON Schema (editors validate stack files with it)"
+    )
+    schema.add_argument(
+        "--reference", action="store_true", help="print the README's stack reference table instead"
+    )
+    schema.set_defaults(func=cmd_schema)
+    policy = sub.add_parser(
+        "policy-config",
+        help="print the policy pack config a stack is checked with (by its mlplatform:environment)",
+    )
+    policy.add_argument("--stack", required=True, help="stack name: Pulumi.<stack>.yaml")
+    policy.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
+    policy.set_defaults(func=cmd_policy_config)
     prices = sub.add_parser("prices", help="the price table behind the cost estimate")
     prices_sub = prices.add_subparsers(dest="prices_command", required=True)
     refresh = prices_sub.add_parser(
@@ -127,12 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, help="override the training epochs")
     demo.add_argument("--sample", type=int, default=0, help="which held-out image to predict")
     demo.set_defaults(func=cmd_demo)
-    register_operations(sub)  # train, status, approve, invoke: mlplatform/operations.py
+    register_operations(sub)  # train, status, approve, publish, invoke: mlplatform/operations/
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; `argv` None means this process is the command (the console script)."""
     args = build_parser().parse_args(argv)
+    # The process ends with the command: what a plan builds need not be garbage-collected.
+    args.process_exits = argv is None
     try:
         return args.func(args)
     except StackConfigError as error:

@@ -13,17 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from mlplatform.prices import PriceTable
+from policies.rules import StackResource
 from policies.rules import props as p
-
-
-class Priced(Protocol):
-    type: str
-    name: str
-    urn: str
-    props: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -106,17 +100,19 @@ def _money(hourly: float, hours: float, count: float) -> float:
     return round(hourly * hours * count, 2)
 
 
-def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
-    """Price every resource that costs money; list instance types the table lacks."""
+def estimate(resources: Sequence[StackResource], prices: PriceTable) -> Estimate:
+    """Price every resource that costs money (as a stack policy sees them: outputs); list
+    instance types the table lacks."""
     out = Estimate()
     s, a, hours = prices.services, prices.assumptions, prices.hours
-    scaling = {
+    # Autoscaling bounds by endpoint name, and the endpoint that serves each configuration.
+    scaling: dict[str, Mapping[str, Any]] = {
         str(r.props.get("resourceId", "")).split("/")[1]: r.props
         for r in resources
         if r.type == p.SCALING_TARGET and str(r.props.get("resourceId", "")).startswith("endpoint/")
     }
-    endpoints = {
-        r.props.get("endpointConfigName"): r.props.get("name")
+    endpoints: dict[str, str] = {
+        str(r.props.get("endpointConfigName")): str(r.props.get("name"))
         for r in resources
         if r.type == "aws:sagemaker/endpoint:Endpoint"
     }
@@ -131,7 +127,9 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
         if r.type == p.LAUNCH_TEMPLATE
     }
 
-    def add(r: Priced, kind: str, detail: str, low: float, high: float | None = None) -> None:
+    def add(
+        r: StackResource, kind: str, detail: str, low: float, high: float | None = None
+    ) -> None:
         out.lines.append(
             CostLine(
                 r.name, kind, detail, round(low, 2), round(low if high is None else high, 2), r.urn
@@ -150,8 +148,8 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
             add(r, "EKS control plane", "per cluster", s["eksControlPlaneHourly"] * hours)
         elif r.type == p.NODE_GROUP:
             types = p.as_list(props.get("instanceTypes")) or ["t3.medium"]
-            hourly = [price(t) for t in types]
-            if None in hourly:
+            hourly = [h for h in map(price, types) if h is not None]
+            if len(hourly) < len(types):
                 continue
             spot = props.get("capacityType") == "SPOT"
             factor = a["ec2SpotFactor"] if spot else 1
@@ -212,7 +210,7 @@ def estimate(resources: Sequence[Priced], prices: PriceTable) -> Estimate:
         elif r.type == "aws:cloudwatch/metricAlarm:MetricAlarm":
             add(r, "alarm", "per alarm", s["cloudwatchAlarmMonthly"])
         elif r.type == p.ENDPOINT_CONFIG:
-            bounds = scaling.get(endpoints.get(props.get("name")), {})
+            bounds = scaling.get(endpoints.get(str(props.get("name")), ""), {})
             for v in p.variants(props):
                 serverless = p.as_dict(v.get("serverlessConfig"))
                 if serverless:

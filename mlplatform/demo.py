@@ -68,8 +68,9 @@ def _held_out_sample(data_dir: Path, index: int) -> tuple[list, str]:
 
 def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sample: int = 0) -> int:
     """Plan, prepare, train, serve, predict; returns a process exit code."""
-    from mlplatform.cli import render_table
+    from mlplatform import terminal
     from mlplatform.plan import plan_stack
+    from mlplatform.progress import spinner
     from mlplatform.report import preview
 
     python = sys.executable
@@ -77,10 +78,12 @@ def run_demo(workdir: Path, stack: str = "dev", epochs: int | None = None, sampl
     data_dir, model_dir = workdir / "data", workdir / "model"
 
     _step(f"1/4 Offline plan of stack '{stack}', policy check and cost (no AWS account needed)")
-    plan = plan_stack(stack_file(stack, STACKS_DIR), stack)
-    print(render_table(plan).split("\n\n", 1)[-1])
-    print()
-    print(preview(plan).text())
+    with spinner() as say:
+        plan = plan_stack(stack_file(stack, STACKS_DIR), stack, progress=say)
+        checked = preview(plan, progress=say)
+    out = terminal.console()
+    terminal.show(out, terminal.summary(plan))
+    terminal.print_checks(checked, out)
 
     _step("2/4 Prepare the digits dataset")
     _run([python, "-m", "training", "prepare", "--dataset", "digits", "--out", str(data_dir)])

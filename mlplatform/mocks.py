@@ -22,6 +22,7 @@ def short_hash(*parts: str, length: int = 8) -> str:
     """A stable hex digest of `parts`: mock ids that do not change between plans."""
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
+
 # Per-type outputs that AWS computes, so references and policies come out concrete.
 OutputFn = Callable[[str, dict[str, Any], "PlanMocks"], dict[str, Any]]
 _EC2_ID_PREFIX = {
@@ -48,12 +49,17 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.region = region
         self.stack = stack
         self.account = ACCOUNT_ID
+        # Names Pulumi would pick at deploy time: stand-ins here, unknown until `pulumi up`.
+        self.autonamed: set[str] = set()
 
     def physical_name(self, name: str, inputs: dict[str, Any]) -> str:
+        """The name the program gave, else an autoname like Pulumi's (`<name>-<7 hex>`)."""
         given = inputs.get("name")
         if isinstance(given, str) and given:
             return given
-        return f"{name}-{short_hash(self.stack, name, length=7)}"
+        autoname = f"{name}-{short_hash(self.stack, name, length=7)}"
+        self.autonamed.add(autoname)
+        return autoname
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return (
@@ -84,40 +90,62 @@ class PlanMocks(pulumi.runtime.Mocks):
             state.update(handler(args.name, inputs, self))
         return state["id"], state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
-        token = args.token
-        if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": self.account,
-                "arn": f"arn:aws:iam::{self.account}:user/offline-plan",
-                "userId": "AIDAOFFLINEPLAN",
-                "id": self.account,
-            }
-        if token == "aws:index/getPartition:getPartition":
-            return {
-                "partition": "aws",
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": "aws",
-            }
-        if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region}
-        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            letters = "abcdef"
-            return {
-                "names": [f"{self.region}{c}" for c in letters],
-                "zoneIds": [f"use1-az{i + 1}" for i in range(len(letters))],
-                "id": self.region,
-            }
-        handler = self.calls.get(token)
-        if handler:
-            return handler(args.args, self)
-        raise NotImplementedError(
-            f"the offline plan has no answer for data source {token!r}; add it to "
-            "mlplatform.plan.PlanMocks.calls"
-        )
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+        """A data source's answer, from `calls`, and its check failures (none)."""
+        handler = self.calls.get(args.token)
+        if handler is None:
+            raise NotImplementedError(
+                f"the offline plan has no answer for data source {args.token!r}; add it to "
+                "mlplatform.mocks.PlanMocks.calls"
+            )
+        # An empty list, not None: the SDK's mock monitor iterates the failures it is given.
+        return handler(args.args, self), []
 
+    # Data sources by token; other modules register theirs (e.g. ECR's authorization token).
     calls: dict[str, Callable[[dict[str, Any], PlanMocks], dict]] = {}
+
+
+def _register_data_sources() -> None:
+    """Who the caller is, the partition, the region and its zones."""
+
+    def caller_identity(args: dict, m: PlanMocks) -> dict:
+        return {
+            "accountId": m.account,
+            "arn": f"arn:aws:iam::{m.account}:user/offline-plan",
+            "userId": "AIDAOFFLINEPLAN",
+            "id": m.account,
+        }
+
+    def partition(args: dict, m: PlanMocks) -> dict:
+        return {
+            "partition": "aws",
+            "dnsSuffix": "amazonaws.com",
+            "reverseDnsPrefix": "com.amazonaws",
+            "id": "aws",
+        }
+
+    def region(args: dict, m: PlanMocks) -> dict:
+        return {"name": m.region, "region": m.region, "id": m.region}
+
+    def availability_zones(args: dict, m: PlanMocks) -> dict:
+        letters = "abcdef"
+        return {
+            "names": [f"{m.region}{c}" for c in letters],
+            "zoneIds": [f"use1-az{i + 1}" for i in range(len(letters))],
+            "id": m.region,
+        }
+
+    PlanMocks.calls.update(
+        {
+            "aws:index/getCallerIdentity:getCallerIdentity": caller_identity,
+            "aws:index/getPartition:getPartition": partition,
+            "aws:index/getRegion:getRegion": region,
+            "aws:index/getAvailabilityZones:getAvailabilityZones": availability_zones,
+        }
+    )
+
+
+_register_data_sources()
 
 
 def _register_outputs() -> None:

@@ -1,15 +1,14 @@
 """The offline plan: the real program under Pulumi's mock runtime, no credentials, no CLI.
 
-`plan_stack(path)` validates a stack file, runs `infra.program.main` with mocks that answer
-like AWS would (concrete ids, names and ARNs), and returns every resource with its type
-token, logical name, parent, options and inputs, plus the stack outputs. Tests, policies,
-the cost estimate and PR comments are all built on this.
+`plan_stack(path)` validates a stack file, runs the program `Pulumi.yaml` names (`main`) with
+mocks that answer like AWS would (concrete ids, names and ARNs), and returns every resource with
+its type token, logical name, parent, options and inputs, plus the stack outputs. Tests,
+policies, the cost estimate and PR comments are all built on this.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import runpy
 import threading
@@ -22,12 +21,14 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.config import PROJECT, StackConfig
-from infra.stackfile import RawStack, load_stack_file
+from infra.stackfile import RawStack, display_path, load_stack_file, pulumi_project
+from mlplatform import collector
 from mlplatform.mocks import PlanMocks
+from mlplatform.progress import Progress
 
-PROGRAM = Path(__file__).resolve().parent.parent / "infra" / "__main__.py"
 SECRET = "[secret]"
 UNKNOWN = "[computed]"
 
@@ -70,6 +71,10 @@ class Plan:
     config: StackConfig
     resources: list[PlannedResource]
     outputs: dict[str, Any]
+    environments: list[str] = field(default_factory=list)
+    """Pulumi ESC environments the stack file imports: their values are not known offline."""
+    autonamed: frozenset[str] = frozenset()
+    """Physical names Pulumi picks at deploy time (`<name>-<random>`); offline they are made up."""
 
     def of_type(self, type_token: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_token]
@@ -92,7 +97,6 @@ class Plan:
         }
 
 
-
 def _clean(value: Any) -> Any:
     """Make a deserialized property JSON-friendly: secrets masked, unknowns named."""
     if isinstance(value, dict):
@@ -112,17 +116,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
-
-
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock monitor that also keeps what Mocks never sees: parents, options, outputs."""
 
-    def __init__(self, mocks: PlanMocks):
+    def __init__(self, mocks: PlanMocks, progress: Progress | None = None):
         super().__init__(mocks)
         self.registrations: list[PlannedResource] = []
         self.stack_outputs: dict[str, Any] = {}
+        self.progress = progress
+        # The SDK calls the monitor from executor threads, and each makes an event loop of its
+        # own that nothing closes; they are kept here and closed when the program is done.
+        self.loops: set[asyncio.AbstractEventLoop] = set()
 
     def RegisterResource(self, request):
+        self.loops.add(_ensure_event_loop())
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -143,12 +150,26 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider or None,
             )
         )
+        if self.progress:
+            count = len(self.registrations)
+            self.progress(f"running the program ({count} resource{'s' * (count > 1)} so far)")
         return response
+
+    def Invoke(self, request):
+        self.loops.add(_ensure_event_loop())
+        return super().Invoke(request)
 
     def RegisterResourceOutputs(self, request):
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.stack_outputs = _clean(rpc.deserialize_properties(request.outputs))
         return super().RegisterResourceOutputs(request)
+
+    def close_loops(self) -> None:
+        """Close the executor threads' loops now, rather than leave them to the garbage
+        collector at interpreter exit, after their sockets ("Invalid file descriptor")."""
+        for loop in self.loops:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
 
 
 def _config_values(raw: RawStack) -> dict[str, str]:
@@ -172,30 +193,39 @@ def _run_isolated(fn: Callable[[], Any]) -> Any:
         except BaseException as exc:  # re-raised in the caller's thread
             result["error"] = exc
         finally:
-            # The SDK calls the monitor from executor threads that make loops of their own;
-            # ending those threads now lets their loops close cleanly.
+            # End the SDK's executor threads, so their loops can be closed (RecordingMonitor).
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     thread = threading.Thread(target=target, name="offline-plan")
     thread.start()
     thread.join()
-    # Event loops the SDK left in reference cycles would otherwise be collected at interpreter
-    # exit, after their sockets, and print "Invalid file descriptor" noise.
-    gc.collect()
     if "error" in result:
         raise result["error"]
     return result["value"]
 
 
-def plan_stack(path: Path, stack: str | None = None) -> Plan:
-    """Validate a stack file, then run the program for it under mocks."""
+def plan_stack(path: Path, stack: str | None = None, *, progress: Progress | None = None) -> Plan:
+    """Validate a stack file, then run the program (`main` of `Pulumi.yaml`) for it under
+    mocks; `progress` hears what it is doing."""
+    if progress:
+        progress(f"validating {display_path(path)}")
+    with collector.paused():
+        return _plan(path, stack, progress)
+
+
+def _plan(path: Path, stack: str | None, progress: Progress | None) -> Plan:
     config, raw = load_stack_file(path)
     stack = stack or path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    entry = pulumi_project().main
+    mocks = PlanMocks(region=config.region, stack=stack)
+    monitor = RecordingMonitor(mocks, progress)
+
+    def run_program() -> None:
+        # Run the entry file itself, as `pulumi up` would, not a function behind it.
+        runpy.run_path(str(entry), run_name="__main__")
 
     def run() -> Plan:
-        mocks = PlanMocks(region=config.region, stack=stack)
-        monitor = RecordingMonitor(mocks)
         pulumi.runtime.set_all_config(_config_values(raw), secret_keys=raw.secret_keys)
         # What `set_mocks` does, minus its placeholder root stack: `run_in_stack` makes the real
         # one, exactly as the language host does, so `pulumi.export` reaches the monitor.
@@ -211,16 +241,18 @@ def plan_stack(path: Path, stack: str | None = None) -> Plan:
                 callbacks=None,
             )
         )
-        # Run infra/__main__.py itself, as `pulumi up` would, not a function behind it.
-        pulumi_mocks._sync_await(
-            run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__"))
-        )
+        _sync_await(run_in_stack(run_program))
         return Plan(
             stack=stack,
             source=raw.source,
             config=config,
             resources=monitor.registrations,
             outputs=monitor.stack_outputs,
+            environments=raw.environments,
+            autonamed=frozenset(mocks.autonamed),
         )
 
-    return _run_isolated(run)
+    try:
+        return _run_isolated(run)
+    finally:
+        monitor.close_loops()

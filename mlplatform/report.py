@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mlplatform import changes, prices
+from mlplatform import readme as readme_file
 from mlplatform.cost import CostLine, Estimate, estimate
 from mlplatform.plan import Plan, PlannedResource
 from mlplatform.prices import PriceTable
+from mlplatform.progress import Progress
 from policies.offline import (
-    SEVERITY_ORDER,
     Violation,
     check_plan,
     effective,
@@ -34,7 +35,8 @@ def marker(stack: str) -> str:
     return MARKER.format(stack=stack)
 
 
-def _usd(value: float) -> str:
+def usd(value: float) -> str:
+    """Dollars with cents and thousands separators."""
     return f"${value:,.2f}"
 
 
@@ -88,50 +90,10 @@ class Preview:
             policy += f" ({advisory} advisory)"
         within = "within" if self.compared <= self.budget else "**over**"
         return (
-            f"{policy}. Estimated cost {_usd(self.estimate.monthly_min)} to "
-            f"{_usd(self.estimate.monthly_max)} a month; {self.basis} {_usd(self.compared)}, "
-            f"{within} the budget of {_usd(self.budget)}."
+            f"{policy}. Estimated cost {usd(self.estimate.monthly_min)} to "
+            f"{usd(self.estimate.monthly_max)} a month; {self.basis} {usd(self.compared)}, "
+            f"{within} the budget of {usd(self.budget)}."
         )
-
-    # --- terminal ---------------------------------------------------------------------------
-
-    def text(self) -> str:
-        return "\n\n".join(
-            [self._violations_text(), self._cost_text(), self.verdict().replace("**", "")]
-        )
-
-    def _violations_text(self) -> str:
-        if not self.violations:
-            return "Policies: no violations."
-        out = [f"Policies: {len(self.violations)} violation(s)"]
-        for severity in SEVERITY_ORDER:
-            group = [v for v in self.violations if v.severity == severity]
-            if group:
-                out.append(f"  {severity.upper()}")
-                out += [
-                    f"    [{v.enforcement}] {v.policy}: {v.resource}: {v.message}" for v in group
-                ]
-        return "\n".join(out)
-
-    def _cost_text(self) -> str:
-        rows = [("RESOURCE", "KIND", "DETAIL", "MIN/MONTH", "MAX/MONTH")]
-        rows += [
-            (c.name, c.kind, c.detail, _usd(c.monthly_min), _usd(c.monthly_max))
-            for c in self.lines()
-        ]
-        rows += [
-            ("TOTAL", "", "", _usd(self.estimate.monthly_min), _usd(self.estimate.monthly_max)),
-            ("BUDGET", "", "", "", _usd(self.budget)),
-        ]
-        w = [max(len(r[i]) for r in rows) for i in range(5)]
-        out = [f"Cost estimate ({self.prices.region} prices of {self.prices.date}):"]
-        out += [
-            f"  {r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]:>{w[3]}}  {r[4]:>{w[4]}}"
-            for r in rows
-        ]
-        if self.estimate.unpriced:
-            out.append(f"  not priced: {', '.join(sorted(self.estimate.unpriced))}")
-        return "\n".join(out)
 
     # --- markdown (PR comment) --------------------------------------------------------------
 
@@ -155,12 +117,12 @@ class Preview:
             "| resource | kind | detail | min | max |",
             "| --- | --- | --- | ---: | ---: |",
             *[
-                f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {_usd(c.monthly_min)} | {_usd(c.monthly_max)} |"
+                f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {usd(c.monthly_min)} | {usd(c.monthly_max)} |"
                 for c in self.lines()
             ],
-            f"| **total** | | | **{_usd(est.monthly_min)}** | **{_usd(est.monthly_max)}** |",
-            f"| **compared with the budget**: {self.basis} | | | | **{_usd(self.compared)}** |",
-            f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | **{_usd(self.budget)}** |",
+            f"| **total** | | | **{usd(est.monthly_min)}** | **{usd(est.monthly_max)}** |",
+            f"| **compared with the budget**: {self.basis} | | | | **{usd(self.compared)}** |",
+            f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | **{usd(self.budget)}** |",
         ]
         if est.unpriced:
             out += [
@@ -238,10 +200,14 @@ def mermaid(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def preview(plan: Plan, base: dict[str, Any] | None = None) -> Preview:
+def preview(
+    plan: Plan, base: dict[str, Any] | None = None, progress: Progress | None = None
+) -> Preview:
     """Run every policy rule and the cost estimate over an offline plan."""
     config = load_config(plan.config.environment)
     _level, budget_params = effective(BUDGET_RULES[0], config)
+    if progress:
+        progress("estimating cost")
     try:
         table = prices.load(plan.config.region)
         cost = estimate(stack_resources(plan), table)
@@ -251,6 +217,8 @@ def preview(plan: Plan, base: dict[str, Any] | None = None) -> Preview:
             prices.empty(plan.config.region),
             Estimate(unpriced=[prices.missing(plan.config.region)]),
         )
+    if progress:
+        progress("checking policies")
     return Preview(
         plan=plan,
         violations=check_plan(plan, config),
@@ -268,17 +236,9 @@ README_START = "<!-- preview-example:start (generated by `python -m mlplatform.r
 README_END = "<!-- preview-example:end -->"
 
 
-def readme_block(text: str) -> str:
-    return f"{README_START}\n{text.rstrip()}\n{README_END}"
-
-
 def update_readme(readme: Path, text: str) -> bool:
     """Replace the example between the README markers; True when the file changed."""
-    old = readme.read_text()
-    start, end = old.index(README_START), old.index(README_END) + len(README_END)
-    new = old[:start] + readme_block(text) + old[end:]
-    readme.write_text(new)
-    return new != old
+    return readme_file.update(readme, README_START, README_END, text)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -61,3 +62,21 @@ def test_torch_is_the_cpu_wheel_version_the_images_also_use():
 
 def test_console_script_is_the_cli():
     assert _pyproject()["project"]["scripts"] == {"mlplatform": "mlplatform.cli:main"}
+
+
+def test_infra_never_imports_the_tool():
+    """`infra/` is what `pulumi up` runs; the tool (`mlplatform/`) imports it, not the reverse."""
+    offenders = []
+    for path in (ROOT / "infra").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] == "mlplatform"
+            ]
+    assert offenders == []

@@ -9,8 +9,8 @@ import pytest
 
 from infra.config import StackConfigError
 from infra.stackfile import load_stack_file
-from mlplatform.cli import render_table
 from mlplatform.plan import Plan
+from mlplatform.terminal import plan_text
 
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"
@@ -34,7 +34,7 @@ def role_policies(plan: Plan, role_name: str) -> list[dict]:
 
 
 def test_offline_plan_shows_cluster_pools_addons_and_kubernetes_objects(plan: Plan) -> None:
-    table = render_table(plan)
+    table = plan_text(plan)
     for type_token in (
         CLUSTER,
         NODE_GROUP,

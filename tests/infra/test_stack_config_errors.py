@@ -192,3 +192,24 @@ def test_console_script_prints_one_message_and_exits_2(tmp_path, stack_variant):
     assert result.returncode == 2
     assert "mlplatform:storage.kmsDeletionWindowDays = 3" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_an_unknown_key_suggests_the_near_one_and_lists_the_allowed_keys(tmp_path):
+    path = write_variant(tmp_path, "dev", {"mlplatform:network": {"natGateway": "single"}})
+    with pytest.raises(StackConfigError) as error:
+        plan_stack(path)
+    assert (
+        "mlplatform:network.natGateway = 'single': unknown key; did you mean natGateways? "
+        "Allowed: azCount, cidr, natGateways, privateEndpoints"
+    ) in str(error.value)
+
+
+def test_a_key_of_the_other_plane_says_which_plane_it_belongs_to(tmp_path):
+    training = {"plane": "sagemaker", "pool": "l4"}
+    path = write_variant(
+        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
+    )
+    with pytest.raises(
+        StackConfigError, match=r"training.pool = 'l4': unknown key; it applies to plane: eks only"
+    ):
+        plan_stack(path)

@@ -14,6 +14,7 @@ from mlplatform.report import marker
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 BIN = Path(sys.executable).parent  # actionlint and shellcheck come from the dev extra's wheels
+STACKS_MATRIX = "${{ fromJSON(needs.stacks.outputs.stacks) }}"
 
 
 def _lint(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -57,8 +58,10 @@ def test_every_workflow_starts_from_read_only_permissions():
 
 
 def test_preview_checks_every_stack_offline_and_updates_one_comment_per_stack():
-    offline = _load("preview.yml")["jobs"]["offline"]
-    assert offline["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
+    jobs = _load("preview.yml")["jobs"]
+    offline = jobs["offline"]
+    assert offline["needs"] == "stacks"
+    assert offline["strategy"]["matrix"]["stack"] == STACKS_MATRIX
     run = "\n".join(step.get("run", "") for step in offline["steps"])
     assert 'mlplatform plan --stack "$STACK" --format markdown' in run
     script = next(s for s in offline["steps"] if "github-script" in s.get("uses", ""))["with"][
@@ -73,7 +76,8 @@ def test_preview_checks_every_stack_offline_and_updates_one_comment_per_stack():
 def test_pulumi_preview_runs_only_with_credentials_and_with_the_stacks_policy_config():
     jobs = _load("preview.yml")["jobs"]
     pulumi = jobs["pulumi"]
-    assert pulumi["needs"] == "credentials" and "configured == 'true'" in pulumi["if"]
+    assert pulumi["needs"] == ["stacks", "credentials"] and "configured == 'true'" in pulumi["if"]
+    assert pulumi["strategy"]["matrix"]["stack"] == STACKS_MATRIX
     steps = pulumi["steps"]
     install = next(
         i for i, s in enumerate(steps) if "policies/requirements.txt" in s.get("run", "")
@@ -81,7 +85,9 @@ def test_pulumi_preview_runs_only_with_credentials_and_with_the_stacks_policy_co
     action = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/actions@"))
     assert install < action, "the policy pack's venv must exist before pulumi runs it"
     assert steps[action]["with"]["policyPacks"] == "policies"
-    assert steps[action]["with"]["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
+    policy = next(s for s in steps if s.get("id") == "policy")
+    assert "mlplatform policy-config" in policy["run"] and steps.index(policy) < action
+    assert steps[action]["with"]["policyPackConfigs"] == "${{ steps.policy.outputs.config }}"
 
 
 def test_deploy_rolls_out_dev_then_staging_then_prod_through_environments():
@@ -100,6 +106,7 @@ def test_deploy_rolls_out_dev_then_staging_then_prod_through_environments():
     assert any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses)
     action = next(s for s in up["steps"] if s.get("uses", "").startswith("pulumi/actions@"))
     assert action["with"]["command"] == "up"
+    assert action["with"]["policyPackConfigs"] == "${{ steps.policy.outputs.config }}"
     check = next(s for s in up["steps"] if "mlplatform plan" in s.get("run", ""))
     assert "set -o pipefail" in check["run"], "tee would hide a failing check and deploy anyway"
     assert up["steps"].index(check) < up["steps"].index(action)

@@ -1,0 +1,267 @@
+"""`mlplatform train | status | approve | publish | invoke` on the SageMaker plane, against moto
+running as a server process and a throttling/denying AWS stand-in; names come from the stack's
+outputs (a fake `pulumi` CLI, or the offline plan when there is none)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from mlplatform.cli import main
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+
+
+def test_train_and_status_use_the_pipeline_the_stack_outputs_name(
+    moto, moto_url, aws, fake_pulumi, plan_of, capsys
+):
+    # The deployed stack's pipeline has a name no convention would derive.
+    (pipeline,) = plan_of("dev").of_type("aws:sagemaker/pipeline:Pipeline")
+    moto("sagemaker").create_pipeline(
+        PipelineName="digits-pipeline-renamed",
+        PipelineDefinition=pipeline.inputs["pipelineDefinition"],
+        RoleArn="arn:aws:iam::123456789012:role/pipeline",
+    )
+    fake_pulumi.set("dev", {"pipelineNames": {"digits": "digits-pipeline-renamed"}})
+    aws(moto_url)
+    args = ["--stack", "dev", "--model", "digits"]
+    assert main(["train", *args, "--param", "TrainingInstanceCount=1"]) == 0
+    started = capsys.readouterr().out
+    assert f"{ARN}:pipeline/digits-pipeline-renamed/execution/" in started
+    assert main(["status", *args]) == 0
+    status = capsys.readouterr().out
+    assert f"{started.split()[-1]}: Succeeded" in status
+    assert "steps unavailable" in status, "moto 5.2.5 answers ListPipelineExecutionSteps with a 500"
+    assert fake_pulumi.calls() == ["stack output --json --stack dev"] * 2
+
+
+def test_moto_accepts_every_stacks_pipeline_definition(moto, plan_of):
+    sagemaker = moto("sagemaker")
+    for stack in ("dev", "staging", "qa", "prod"):
+        for pipeline in plan_of(stack).of_type("aws:sagemaker/pipeline:Pipeline"):
+            sagemaker.create_pipeline(
+                PipelineName=f"{stack}-{pipeline.inputs['pipelineName']}",
+                PipelineDefinition=pipeline.inputs["pipelineDefinition"],
+                RoleArn="arn:aws:iam::123456789012:role/pipeline",
+            )
+
+
+def test_approve_marks_the_newest_pending_version_of_the_outputs_group(
+    moto, moto_url, aws, fake_pulumi, capsys
+):
+    sagemaker = moto("sagemaker")
+    group = "prod-digits-registry"
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    spec = {
+        "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s:ctx-0"}],
+        "SupportedContentTypes": ["application/json"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
+    for _ in range(2):
+        sagemaker.create_model_package(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification=spec,
+        )
+    fake_pulumi.set("prod", {"modelPackageGroups": {"digits": group}})
+    aws(moto_url)
+    assert main(["approve", "--stack", "prod", "--model", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "modelPackageVersion: 2" in out and "stacks/Pulumi.prod.yaml" in out
+    statuses = {
+        p["ModelPackageVersion"]: p["ModelApprovalStatus"]
+        for p in sagemaker.list_model_packages(ModelPackageGroupName=group)[
+            "ModelPackageSummaryList"
+        ]
+    }
+    assert statuses == {1: "PendingManualApproval", 2: "Approved"}
+
+
+def _exported_model(directory) -> None:
+    (directory / "model.json").write_text("{}")
+    (directory / "model.pt").write_bytes(b"weights")
+
+
+def test_publish_uploads_to_the_artifacts_bucket_the_outputs_name(
+    moto, moto_url, aws, fake_pulumi, tmp_path, capsys
+):
+    s3 = moto("s3")
+    # Two buckets that look alike: only the outputs say which one the stack owns.
+    for bucket in ("mlplatform-dev-artifacts-1a2b3c4", "mlplatform-dev-artifacts-9z8y7x6"):
+        s3.create_bucket(Bucket=bucket)
+    fake_pulumi.set("dev", {"bucketNames": {"artifacts": "mlplatform-dev-artifacts-9z8y7x6"}})
+    model = tmp_path / "model"
+    model.mkdir()
+    _exported_model(model)
+    aws(moto_url)
+    args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(model)]
+    assert main(args) == 0
+    key = "models/digits/model.tar.gz"
+    assert f"s3://mlplatform-dev-artifacts-9z8y7x6/{key}" in capsys.readouterr().out
+    body = s3.get_object(Bucket="mlplatform-dev-artifacts-9z8y7x6", Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        assert sorted(archive.getnames()) == ["model.json", "model.pt"], (
+            "at the root, as SageMaker unpacks it"
+        )
+    assert main([*args[:-1], str(tmp_path / "nothing")]) == 3
+    assert "holds no exported model" in capsys.readouterr().err
+
+
+def test_without_the_pulumi_cli_publish_asks_for_it_rather_than_guess_a_bucket(
+    no_pulumi, tmp_path, capsys
+):
+    _exported_model(tmp_path)
+    args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: the artifacts bucket: Pulumi names it when it deploys the stack")
+    assert "put the pulumi CLI on PATH" in err and "--bucket" in err
+
+
+def test_without_the_pulumi_cli_invoke_uses_the_endpoint_the_program_names(
+    moto_url, aws, no_pulumi, capsys
+):
+    aws(moto_url)
+    assert main(["invoke", "--stack", "dev", "--model", "digits"]) == 0
+    assert capsys.readouterr().out.strip() == "body", "moto's canned InvokeEndpoint answer"
+
+
+def test_a_failing_pulumi_cli_is_reported_in_one_line(fake_pulumi, capsys):
+    assert main(["invoke", "--stack", "qa", "--model", "digits"]) == 3
+    assert capsys.readouterr().err == (
+        "error: `pulumi stack output --json --stack qa` failed: error: no stack named 'qa' found\n"
+    )
+
+
+def test_an_output_the_stack_lacks_is_named(fake_pulumi, capsys):
+    fake_pulumi.set("dev", {"pipelineNames": {}})
+    assert main(["train", "--stack", "dev", "--model", "digits"]) == 3
+    assert capsys.readouterr().err == (
+        "error: the training pipeline: the stack has no output pipelineNames.digits "
+        "(pulumi stack output --stack dev)\n"
+    )
+
+
+class AwsStandIn(BaseHTTPRequestHandler):
+    """Answers AWS JSON-protocol calls from a script of (status, body) replies."""
+
+    replies: list[tuple[int, dict]] = []
+    seen: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        AwsStandIn.seen.append(self.headers.get("X-Amz-Target", ""))
+        status, body = AwsStandIn.replies.pop(0)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def stand_in(aws, fake_pulumi, plan_of) -> Iterator[type[AwsStandIn]]:
+    """The scripted AWS stand-in, with the dev stack's outputs as the deployed stack's."""
+    AwsStandIn.replies, AwsStandIn.seen = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AwsStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake_pulumi.set("dev", plan_of("dev").outputs)
+    aws(f"http://127.0.0.1:{server.server_port}")
+    yield AwsStandIn
+    server.shutdown()
+
+
+THROTTLED = (400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+EXECUTION = f"{ARN}:pipeline/mlplatform-dev-digits/execution/abc"
+STARTED = (200, {"PipelineExecutionArn": EXECUTION})
+
+
+def test_throttling_is_retried_until_the_call_succeeds(stand_in, capsys):
+    stand_in.replies = [THROTTLED, THROTTLED, STARTED]
+    assert main(["train", "--stack", "dev", "--model", "digits"]) == 0
+    assert stand_in.seen == ["SageMaker.StartPipelineExecution"] * 3
+    assert "execution/abc" in capsys.readouterr().out
+
+
+def test_endless_throttling_is_reported_in_one_line(stand_in, capsys, monkeypatch):
+    stand_in.replies = [THROTTLED] * 2
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    assert main(["train", "--stack", "dev", "--model", "digits"]) == 3
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == "error: starting pipeline mlplatform-dev-digits: AWS kept throttling StartPipelineExecution after retries; try again later"
+    )
+
+
+def test_status_exits_1_when_the_latest_execution_failed(stand_in, capsys):
+    stand_in.replies = [
+        (200, {"PipelineExecutionSummaries": [{"PipelineExecutionArn": EXECUTION}]}),
+        (
+            200,
+            {
+                "PipelineExecutionArn": EXECUTION,
+                "PipelineExecutionStatus": "Failed",
+                "FailureReason": "Step train failed",
+            },
+        ),
+        (
+            200,
+            {
+                "PipelineExecutionSteps": [
+                    {"StepName": "train", "StepStatus": "Failed", "FailureReason": "OOM"}
+                ]
+            },
+        ),
+    ]
+    assert main(["status", "--stack", "dev", "--model", "digits"]) == 1
+    assert capsys.readouterr().out == (
+        f"{EXECUTION}: Failed (Step train failed)\n  train: Failed (OOM)\n"
+    )
+
+
+def test_access_denied_is_reported_in_one_line_without_a_traceback(stand_in, capsys):
+    denial = "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: sagemaker:UpdateModelPackage"
+    package = f"{ARN}:model-package/mlplatform-dev-digits/1"
+    stand_in.replies = [
+        (
+            200,
+            {
+                "ModelPackageSummaryList": [
+                    {
+                        "ModelPackageArn": package,
+                        "ModelPackageVersion": 1,
+                        "ModelApprovalStatus": "PendingManualApproval",
+                        "ModelPackageGroupName": "mlplatform-dev-digits",
+                        "CreationTime": 0,
+                        "ModelPackageStatus": "Completed",
+                    }
+                ]
+            },
+        ),
+        (400, {"__type": "AccessDeniedException", "message": denial}),
+    ]
+    assert main(["approve", "--stack", "dev", "--model", "digits"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err == (
+        f"error: approving {package}: AWS denied UpdateModelPackage (AccessDeniedException): {denial}\n"
+    )
+
+
+def test_an_unknown_model_names_the_ones_the_stack_has(capsys):
+    assert main(["invoke", "--stack", "staging", "--model", "mnist"]) == 3
+    assert (
+        capsys.readouterr().err
+        == "error: stack staging has no model 'mnist' (models: digits, digits-eks)\n"
+    )
