@@ -194,8 +194,8 @@ def test_console_script_prints_one_message_and_exits_2(tmp_path, stack_variant):
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_an_unknown_key_suggests_the_near_one_and_lists_the_allowed_keys(tmp_path):
-    path = write_variant(tmp_path, "dev", {"mlplatform:network": {"natGateway": "single"}})
+def test_an_unknown_key_suggests_the_near_one_and_lists_the_allowed_keys(stack_variant):
+    path = stack_variant("dev", {"mlplatform:network": {"natGateway": "single"}})
     with pytest.raises(StackConfigError) as error:
         plan_stack(path)
     assert (
@@ -204,11 +204,9 @@ def test_an_unknown_key_suggests_the_near_one_and_lists_the_allowed_keys(tmp_pat
     ) in str(error.value)
 
 
-def test_a_key_of_the_other_plane_says_which_plane_it_belongs_to(tmp_path):
+def test_a_key_of_the_other_plane_says_which_plane_it_belongs_to(stack_variant):
     training = {"plane": "sagemaker", "pool": "l4"}
-    path = write_variant(
-        tmp_path, "dev", {"mlplatform:models": [{"name": "digits", "training": training}]}
-    )
+    path = stack_variant("dev", {"mlplatform:models": [{"name": "digits", "training": training}]})
     with pytest.raises(
         StackConfigError, match=r"training.pool = 'l4': unknown key; it applies to plane: eks only"
     ):
