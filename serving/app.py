@@ -43,7 +43,9 @@ class _ClientGone(Exception):
 class ServingApp:
     """The server's ASGI app: both protocols, /metrics, and the model's lifecycle."""
 
-    def __init__(self, config: ServerConfig, on_fatal: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, on_fatal: Callable[[str, int], None] | None = None
+    ) -> None:
         self.config = config
         self.metrics = ServerMetrics()
         self.runtime = ModelRuntime(config, self.metrics, on_fatal)

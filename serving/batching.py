@@ -23,6 +23,10 @@ class QueueFull(Exception):
     """The queue holds `max_queue` samples already; the caller should shed this request."""
 
 
+class RequestTooLarge(Exception):
+    """One request holds more samples than the queue can ever hold: waiting cannot help it."""
+
+
 class BatcherClosed(Exception):
     """The batcher is stopped and takes no new work."""
 
@@ -76,6 +80,10 @@ class DynamicBatcher:
         if self._closed:
             raise BatcherClosed("the server is shutting down")
         rows = len(array)
+        if rows > self.max_queue:
+            raise RequestTooLarge(
+                f"the request holds {rows} samples and the queue holds at most {self.max_queue}"
+            )
         if self.queued_samples + rows > self.max_queue:
             raise QueueFull(f"the queue is full ({self.queued_samples} samples waiting)")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()

@@ -29,5 +29,5 @@ def test_local_server_predicts_reports_bad_requests_and_stops_cleanly(digits_dir
 
 
 def test_local_server_raises_when_the_model_directory_cannot_be_served(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="exited with status 1"), LocalServer(tmp_path):
+    with pytest.raises(RuntimeError, match="exited with status 3"), LocalServer(tmp_path):
         pass
