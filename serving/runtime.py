@@ -56,6 +56,7 @@ class ModelRuntime:
         self.signature: ModelSignature | None = None
         self.format = ""
         self.allow_non_finite = False
+        self.in_flight = 0  # inference requests received and not yet answered (the app counts)
         self.batcher: DynamicBatcher | None = None
         self.error = ""
         self._on_fatal = on_fatal
@@ -101,6 +102,7 @@ class ModelRuntime:
             max_wait_s=self.config.max_batch_wait_ms / 1000,
             max_queue=self.config.max_queue,
             on_batch=self.metrics.observe_batch,
+            in_flight=lambda: self.in_flight,
         )
         self.batcher.start()
         self.metrics.watch_queue(lambda: self.batcher.queued_samples if self.batcher else 0)
@@ -150,7 +152,7 @@ class ModelRuntime:
             self.abandoned_work = True
 
     async def infer(self, array: np.ndarray) -> np.ndarray:
-        """Check `array`'s values, then run it through the model within the request timeout."""
+        """Check `array`'s values, then run it through the model (the app holds the deadline)."""
         batcher = self.batcher
         if batcher is None:
             raise HttpError(503, f"the model is not ready ({self.state.value})")
@@ -158,12 +160,7 @@ class ModelRuntime:
             # Every protocol and content type passes here, so none can slip NaN past the check.
             check_finite(array)
         try:
-            async with asyncio.timeout(self.config.request_timeout_s):
-                return await batcher.infer(array)
-        except TimeoutError:
-            raise HttpError(
-                504, f"inference did not finish within {self.config.request_timeout_s:g} s"
-            ) from None
+            return await batcher.infer(array)
         except RequestTooLarge as exc:
             raise HttpError(
                 413,

@@ -57,7 +57,9 @@ class TorchModel:
             if x.is_floating_point() and x.dtype != self.compute_dtype:
                 x = x.to(self.compute_dtype)
             y = self.module(x)
-            return y.to(device="cpu", dtype=self._output_dtype).numpy()
+            if y.dtype != self._output_dtype or y.device.type != "cpu":
+                y = y.to(device="cpu", dtype=self._output_dtype)
+            return y.numpy()
 
     def warm_up(self, max_batch_size: int, rounds: int = 3) -> None:
         """Run the batch sizes the batcher can form so the first real request is not the slow one.
