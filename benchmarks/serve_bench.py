@@ -60,15 +60,16 @@ class Peer:
     pid: int | None = None
 
 
-def peers(model_dir: Path, threads: int, names: list[str]) -> list[Peer]:
-    """The servers to measure, each on a port of its own (a leftover would show as busy)."""
+def peers(model_dir: Path, threads: int, names: list[str], device: str = "cpu") -> list[Peer]:
+    """The servers to measure, each on a port of its own (a leftover would show as busy); ours
+    on `device` (the peers here run on the CPU)."""
     py = sys.executable
     made = []
     for name in names:
         port = free_port()
         ours = [py, "-m", "serving", "serve", "--model-dir", str(model_dir), "--host", "127.0.0.1"]
         ours += ["--port", str(port), "--threads", str(threads), "--max-batch-size", "64"]
-        ours += ["--log-level", "warning"]
+        ours += ["--log-level", "warning", "--device", device]
         lit = [py, str(HERE / "serve_litserve_app.py"), "--model-dir", str(model_dir)]
         lit += ["--port", str(port), "--threads", str(threads)]
         batched = [*lit, "--max-batch-size", "64", "--batch-timeout", "0.002"]

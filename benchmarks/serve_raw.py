@@ -59,6 +59,7 @@ def export_onnx(module: torch.nn.Module, path: Path, sample_shape: tuple[int, ..
             (torch.zeros(2, *sample_shape),),
             str(path),
             dynamo=True,
+            verbose=False,
             external_data=False,
             input_names=["input"],
             output_names=["logits"],
@@ -70,7 +71,7 @@ def export_onnx(module: torch.nn.Module, path: Path, sample_shape: tuple[int, ..
 def timed(calls: dict[str, Callable[[], object]], iterations: int) -> dict[str, dict]:
     """p50/p99 of each call, the calls alternating so load drift hits them alike."""
     for call in calls.values():
-        for _ in range(50):
+        for _ in range(min(50, iterations)):
             call()
     times: dict[str, list[int]] = {name: [] for name in calls}
     for _ in range(iterations):
@@ -88,8 +89,9 @@ def timed(calls: dict[str, Callable[[], object]], iterations: int) -> dict[str, 
     return out
 
 
-def raw_rows(model_dir: Path, threads: int, device: str = "cpu") -> list[dict]:
-    """Rows {row, batch, p50_ms, p99_ms}: torchscript, onnxruntime, mlplatform-onnx-loader."""
+def raw_rows(model_dir: Path, threads: int, device: str = "cpu", scale: float = 1.0) -> list[dict]:
+    """Rows {row, batch, p50_ms, p99_ms}: torchscript, onnxruntime, mlplatform-onnx-loader;
+    `scale` shrinks the iteration counts (smoke runs)."""
     torch.set_num_threads(threads)
     rows = []
     module = torch.jit.load(str(model_dir / "model.pt"), map_location=device)
@@ -101,7 +103,7 @@ def raw_rows(model_dir: Path, threads: int, device: str = "cpu") -> list[dict]:
             with torch.inference_mode():
                 module(x).cpu()
 
-        figures = timed({"torchscript": forward}, iterations)
+        figures = timed({"torchscript": forward}, max(5, int(iterations * scale)))
         rows.append({"row": "torchscript", "batch": batch, **figures["torchscript"]})
         print_raw(rows[-1])
     if not (model_dir / "model.onnx").exists():
@@ -122,7 +124,7 @@ def raw_rows(model_dir: Path, threads: int, device: str = "cpu") -> list[dict]:
                 "onnxruntime": lambda x=x: session.run(None, {name: x}),
                 "mlplatform-onnx-loader": lambda x=x: ours.predict(x),
             },
-            iterations,
+            max(5, int(iterations * scale)),
         )
         for row, figure in figures.items():
             rows.append({"row": row, "batch": batch, **figure})

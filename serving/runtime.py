@@ -57,6 +57,9 @@ class ModelRuntime:
         self.format = ""
         self.allow_non_finite = False
         self.in_flight = 0  # inference requests received and not yet answered (the app counts)
+        # Requests in the server, counting those whose headers arrived but that the app has not
+        # started yet; the server replaces this with uvicorn's count, which sees those too.
+        self.requests_in_server: Callable[[], int] = lambda: self.in_flight
         self.batcher: DynamicBatcher | None = None
         self.error = ""
         self._on_fatal = on_fatal
@@ -102,7 +105,7 @@ class ModelRuntime:
             max_wait_s=self.config.max_batch_wait_ms / 1000,
             max_queue=self.config.max_queue,
             on_batch=self.metrics.observe_batch,
-            in_flight=lambda: self.in_flight,
+            in_flight=lambda: self.requests_in_server(),
         )
         self.batcher.start()
         self.metrics.watch_queue(lambda: self.batcher.queued_samples if self.batcher else 0)

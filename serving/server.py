@@ -83,6 +83,9 @@ def run_server(config: ServerConfig) -> NoReturn:
         timeout_graceful_shutdown=max(1, round(config.grace_s - config.drain_s)),
     )
     server = GracefulServer(uv_config, app, config.drain_s)
+    # uvicorn keeps one task per request from the moment its headers are parsed: the batcher's
+    # "is this request alone?" must count requests the app has not begun to handle.
+    app.runtime.requests_in_server = lambda: len(server.server_state.tasks)
     server.run()
     # Skip the interpreter's teardown: torch's alone takes a second or more, a forward pass that
     # outlived the grace period would be waited for, and nothing is left to clean up.
