@@ -1,4 +1,4 @@
-"""The model's life in the server: loading, readiness, draining, and inference with a deadline.
+"""The model's life in the server: loading, readiness, draining, checked inference, exit statuses.
 
 Protocol adapters share one `ModelRuntime`. It turns the batcher's failures into HTTP statuses,
 which is the one place the serving core meets HTTP.
