@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.model import Model, load_model
+from serving.model import Model, check_output, load_model, zeros_batch
 from serving.signature import ModelDirectoryError, ModelSignature
 
 EXIT_ERROR = 2
@@ -101,6 +101,7 @@ def run_variant(model: Model, x: np.ndarray, batch_size: int) -> np.ndarray:
             f"test_x.npy holds samples of shape {list(x.shape[1:])} but "
             f"{model.signature.source} takes {list(spec.sample_shape)}"
         )
+    check_output(model, zeros_batch(model.signature, 1))  # a shape unlike model.json's: named
     x = x.astype(spec.dtype, copy=False)
     parts = [
         model.predict(np.ascontiguousarray(x[i : i + batch_size]))

@@ -32,7 +32,7 @@ class HandlerModel:
     ) -> None:
         self.signature = signature
         self.variant = variant
-        self.device = "the handler's choice"
+        self.device = "the device its handler chose"
         if options.dtype not in ("auto", "float32"):
             raise ModelDirectoryError(
                 f"--dtype {options.dtype} applies to torchscript variants; variant "
