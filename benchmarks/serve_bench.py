@@ -21,9 +21,11 @@ model.pt and model.onnx with a digits model.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +59,7 @@ class Peer:
     health: str
     port: int
     body: str = "invocations"  # or "v2"
-    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = None
 
 
 def peers(model_dir: Path, threads: int, names: list[str], device: str = "cpu") -> list[Peer]:
@@ -124,31 +126,54 @@ def batch_totals(port: int) -> tuple[float, float]:
     return values["serving_batch_size_sum"], values["serving_batch_size_count"]
 
 
-def measure(peer: Peer, bodies: dict[str, Path], levels: list[int], requests: int) -> list[dict]:
+def start_all(every: list[Peer], stack: contextlib.ExitStack, logs: Path) -> None:
+    """Start every server in a process group of its own, stopped whole when `stack` closes
+    (on any exit, failures and SIGTERM included), and wait until each is ready."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryFile() as log:
-        process = start_process(peer.command, env=env, cwd=ROOT, output=log)
-        peer.pid = process.pid
+    for peer in every:
+        log = stack.enter_context((logs / f"{peer.name}.log").open("wb"))
+        peer.process = start_process(peer.command, env=env, cwd=ROOT, output=log)
+        stack.callback(stop_process_group, peer.process, 30)
+    for peer in every:
         try:
-            wait_ready(process, f"http://127.0.0.1:{peer.port}{peer.health}")
-            rows = []
-            for concurrency in levels:
-                ours = peer.name.startswith("mlplatform")
-                before = batch_totals(peer.port) if ours else None
-                row = run_load(peer, bodies[peer.body], concurrency, requests)
-                if before is not None:
-                    after = batch_totals(peer.port)
-                    passes = after[1] - before[1]
-                    row["mean_batch"] = (after[0] - before[0]) / passes if passes else None
-                rows.append({"server": peer.name, **row})
-                print_row(rows[-1])
-            return rows
-        except Exception:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            wait_ready(peer.process, f"http://127.0.0.1:{peer.port}{peer.health}")
+        except RuntimeError:
+            tail = (logs / f"{peer.name}.log").read_text(errors="replace")[-4000:]
+            sys.stderr.write(f"{peer.name} did not start:\n{tail}\n")
             raise
-        finally:
-            stop_process_group(process, grace=30)
+
+
+def measure(peer: Peer, body: Path, concurrency: int, requests: int) -> dict:
+    """One load run against a ready server; for ours, the mean batch size it formed."""
+    ours = peer.name.startswith("mlplatform")
+    before = batch_totals(peer.port) if ours else None
+    row = {"server": peer.name, **run_load(peer, body, concurrency, requests)}
+    if before is not None:
+        after = batch_totals(peer.port)
+        passes = after[1] - before[1]
+        row["mean_batch"] = (after[0] - before[0]) / passes if passes else None
+    return row
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    """Per server and concurrency, the median of each figure over the rounds."""
+    keys = sorted({(r["server"], r["concurrency"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    summary = []
+    for server, concurrency in keys:
+        same = [r for r in rows if (r["server"], r["concurrency"]) == (server, concurrency)]
+        ok = [r for r in same if r["p50_ms"] is not None]
+        row: dict = {"server": server, "concurrency": concurrency, "rounds": len(same)}
+        row["failures"] = {k: sum(r["failures"].get(k, 0) for r in same) for k in _codes(same)}
+        row["requests"] = sum(r["requests"] for r in same)
+        for figure in ("throughput_rps", "p50_ms", "p99_ms", "mean_batch"):
+            values = [r[figure] for r in ok if r.get(figure) is not None]
+            row[figure] = statistics.median(values) if values else None
+        summary.append(row)
+    return summary
+
+
+def _codes(rows: list[dict]) -> set[str]:
+    return {code for r in rows for code in r["failures"]}
 
 
 def print_row(row: dict) -> None:
@@ -213,14 +238,15 @@ def targets(raw: list[dict], rows: list[dict]) -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model-dir", type=Path, help="with model.pt and model.onnx variants")
-    p.add_argument("--requests", type=int, default=3000, help="timed requests per level")
+    p.add_argument("--requests", type=int, default=2000, help="timed requests per level and round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over every server and level")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--threads", type=int, default=1, help="intra-op threads, every server alike")
     p.add_argument("--servers", nargs="+", default=EVERY, choices=EVERY)
     p.add_argument("--no-raw", action="store_true", help="skip the in-process forward rows")
     p.add_argument("--json", type=Path, help="also write all figures here")
     args = p.parse_args()
-    # SIGTERM unwinds like Ctrl-C, so the running server's group is stopped on the way out.
+    # SIGTERM unwinds like Ctrl-C, so every server's group is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,14 +263,27 @@ def main() -> int:
         raw = [] if args.no_raw else raw_rows(model_dir, args.threads)
         rows: list[dict] = []
         every = peers(model_dir, args.threads, args.servers)
-        for peer in every:
-            rows += measure(peer, bodies, args.concurrency, args.requests)
+        with contextlib.ExitStack() as stack:
+            start_all(every, stack, Path(tmp))
+            # Rounds that visit every server in turn: load that drifts during the run (other
+            # work on the machine) hits every server alike, and medians take out the rest.
+            for round_ in range(args.rounds):
+                for concurrency in args.concurrency:
+                    for peer in every:
+                        row = measure(peer, bodies[peer.body], concurrency, args.requests)
+                        rows.append({**row, "round": round_})
+                        print_row(rows[-1])
+        summary = medians(rows)
+        print(f"\nmedians over {args.rounds} rounds:")
+        for row in summary:
+            print_row(row)
 
-    for line in targets(raw, rows):
+    for line in targets(raw, summary):
         print(line)
     if args.json:
-        ran = [{"server": p.name, "pid": p.pid, "port": p.port} for p in every]
-        args.json.write_text(json.dumps({"raw": raw, "runs": rows, "servers": ran}, indent=2))
+        ran = [{"server": p.name, "pid": p.process.pid, "port": p.port} for p in every if p.process]
+        report = {"raw": raw, "summary": summary, "runs": rows, "servers": ran}
+        args.json.write_text(json.dumps(report, indent=2))
     return 0
 
 

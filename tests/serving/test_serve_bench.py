@@ -86,7 +86,7 @@ def test_a_bench_run_leaves_no_server_process_behind_and_frees_every_port(
     out = tmp_path / "bench.json"
     command = [sys.executable, str(REPO / "benchmarks" / "serve_bench.py"), "--no-raw"]
     command += ["--servers", "kserve", "litserve-zmq"]
-    command += ["--requests", "20", "--concurrency", "2", "--json", str(out)]
+    command += ["--requests", "20", "--concurrency", "2", "--rounds", "1", "--json", str(out)]
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     report = json.loads(out.read_text())
