@@ -19,6 +19,7 @@ onnxruntime-gpu, and says so if it is missing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -32,7 +33,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # training and serving, when not installed
 
-from serve_bench import measure, peers  # noqa: E402
+from serve_bench import measure, peers, print_row, start_all  # noqa: E402
 from serve_raw import export_digits_model, raw_rows  # noqa: E402
 
 from training.checkpoint import CheckpointWriter  # noqa: E402
@@ -156,10 +157,15 @@ def serving_check(args: argparse.Namespace, device: str, workdir: Path) -> dict:
     levels = [1, 4] if args.smoke else [1, 64]
     rows: list[dict] = []
     for peer in peers(model_dir, 1, ["mlplatform", "mlplatform-onnx"], device=device):
-        try:
-            rows += measure(peer, bodies, levels, args.requests)
-        except RuntimeError as exc:  # onnxruntime without its CUDA provider: named, not fatal
-            print(f"{peer.name} on {device}: not measured: {exc}", file=sys.stderr)
+        with contextlib.ExitStack() as stack:
+            try:
+                start_all([peer], stack, workdir)
+            except RuntimeError as exc:  # onnxruntime without its CUDA provider: named, not fatal
+                print(f"{peer.name} on {device}: not measured: {exc}", file=sys.stderr)
+                continue
+            for concurrency in levels:
+                rows.append(measure(peer, bodies[peer.body], concurrency, args.requests))
+                print_row(rows[-1])
     return {"raw": raw, "runs": rows, "levels": levels}
 
 
