@@ -205,3 +205,12 @@ def test_a_handler_imports_modules_shipped_beside_it(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text(json.dumps(doc))
     out = load_model(tmp_path, "default", CPU).predict(X)
     np.testing.assert_array_equal(out, X.reshape(5, -1)[:, :10] * 2)
+
+
+def test_onnx_runs_on_the_cpu_provider_with_the_configured_threads(
+    model_dirs: dict[str, Path],
+) -> None:
+    model = load_model(model_dirs["onnx"], "default", ServerConfig(device="auto", threads=2))
+    assert model.device == "cpu"  # this machine has no GPU, whatever onnxruntime offers
+    assert model.session.get_providers() == ["CPUExecutionProvider"]
+    assert model.session.get_session_options().intra_op_num_threads == 2
