@@ -45,6 +45,10 @@ class OnnxModel:
         # One pass at a time (the batcher's single worker): parallelism lives inside each op.
         session_options.inter_op_num_threads = 1
         providers = _providers(options.device, ort.get_available_providers(), variant)
+        if providers[0] != CPU:
+            # The CUDA and cuDNN libraries of a torch image live in its nvidia-* wheels, off the
+            # loader's path; onnxruntime finds them there only when asked to (or after torch).
+            ort.preload_dlls()
         path = model_dir / variant.path
         try:
             self.session = ort.InferenceSession(
