@@ -3,6 +3,9 @@
 `python -m serving local MODEL_DIR [flags]`: serve a model directory on http://127.0.0.1:8080
 (the same server, bound to loopback only; any `serve` flag still applies).
 
+`python -m serving evaluate --model-dir M --data-dir TEST --out evaluation.json`: the
+pipeline's independent evaluation of every variant on the test channel (serving/evaluate.py).
+
 `python -m serving healthcheck`: exit 0 when the local server answers /ping with 200 (the
 image's HEALTHCHECK).
 """
@@ -15,10 +18,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-USAGE = """usage: python -m serving {serve,healthcheck} [flags]
+USAGE = """usage: python -m serving {serve,local,evaluate,healthcheck} [flags]
 
   serve        serve the model directory (python -m serving serve --help for the flags)
   local DIR    serve DIR on http://127.0.0.1:8080 (same flags as serve)
+  evaluate     score every variant on the test channel into evaluation.json (--help)
   healthcheck  exit 0 when the server on this machine is ready
 """
 
@@ -52,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         # Later flags win in argparse, so the user's own --host or --port still apply.
         run_server(parse_args(["--host", "127.0.0.1", "--model-dir", *rest]))
+    if command == "evaluate":
+        from serving.evaluate import main as evaluate
+
+        return evaluate(rest)
     if command == "healthcheck":
         env = os.environ
         # The same port `serve` picks from the environment.

@@ -43,12 +43,13 @@ class _ClientGone(Exception):
 class ServingApp:
     """The server's ASGI app: both protocols, /metrics, and the model's lifecycle."""
 
-    def __init__(self, config: ServerConfig, on_fatal: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, on_fatal: Callable[[str, int], None] | None = None
+    ) -> None:
         self.config = config
         self.metrics = ServerMetrics()
         self.runtime = ModelRuntime(config, self.metrics, on_fatal)
-        self.in_flight = 0
-        self.metrics.watch_in_flight(lambda: self.in_flight)
+        self.metrics.watch_in_flight(lambda: self.runtime.in_flight)
         self.metrics.watch_ready(lambda: self.runtime.ready)
         routes = [
             ("GET", Route("/ping", sagemaker.ping)),
@@ -136,25 +137,15 @@ class ServingApp:
                 accept = value.decode("latin-1")
             elif name == b"content-length" and value.isdigit():
                 length = int(value)
-        if route.inference:
-            self.in_flight += 1
+        request = Request(scope["method"], scope["path"], content_type, accept, b"", params)
         try:
-            body = b""
-            if route.inference:
-                # A client that stops sending its body must not hold a connection forever.
-                try:
-                    async with asyncio.timeout(self.config.request_timeout_s):
-                        body = await self._read_body(receive, length)
-                except TimeoutError:
-                    raise HttpError(
-                        408,
-                        f"the body did not arrive within {self.config.request_timeout_s:g} s",
-                        close=True,
-                    ) from None
-            if route.inference and not body:
-                raise HttpError(400, "empty body: send the input tensor in the request body")
-            request = Request(scope["method"], scope["path"], content_type, accept, body, params)
-            return await route.handler(self.runtime, request)
+            if not route.inference:
+                return await route.handler(self.runtime, request)
+            self.runtime.in_flight += 1
+            try:
+                return await self._infer(route, request, receive, length)
+            finally:
+                self.runtime.in_flight -= 1
         except HttpError as exc:
             response = error_response(exc.status, exc.message)
             if exc.close:
@@ -165,9 +156,27 @@ class ServingApp:
         except Exception as exc:
             log.exception("unexpected error on %s", route.template)
             return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            if route.inference:
-                self.in_flight -= 1
+
+    async def _infer(
+        self, route: Route, request: Request, receive: Receive, length: int | None
+    ) -> Response:
+        """Read the body and run the route, within one deadline for both: SageMaker gives a
+        request 60 s in all, and a client that stops sending must not hold a connection."""
+        timeout = self.config.request_timeout_s
+        received = False
+        try:
+            async with asyncio.timeout(timeout):
+                request.body = await self._read_body(receive, length)
+                received = True
+                if not request.body:
+                    raise HttpError(400, "empty body: send the input tensor in the request body")
+                return await route.handler(self.runtime, request)
+        except TimeoutError:
+            if not received:
+                raise HttpError(
+                    408, f"the body did not arrive within {timeout:g} s", close=True
+                ) from None
+            raise HttpError(504, f"inference did not finish within {timeout:g} s") from None
 
     async def _read_body(self, receive: Receive, length: int | None) -> bytes:
         limit = self.config.max_body_bytes

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JSON = "application/json"
+JSONLINES = "application/jsonlines"
 NPY = "application/x-npy"
+CSV = "text/csv"
 
 
 class HttpError(Exception):
@@ -43,9 +45,13 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def json_response(doc: Any, status: int = 200) -> Response:
-    """A compact JSON response (no spaces: these bodies are read by programs)."""
-    return Response(status, json.dumps(doc, separators=(",", ":")).encode())
+    """A compact JSON response (no spaces: these bodies are read by programs). NaN and Infinity
+    raise ValueError rather than produce the invalid JSON tokens Python would write."""
+    return Response(status, _encode(doc).encode())
 
 
 def error_response(status: int, message: str) -> Response:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 
 import numpy as np
 
 from serving.http import HttpError
-from serving.model import TensorSpec
+from serving.signature import TensorSpec
+
+log = logging.getLogger("serving")
 
 # Which numpy kinds a JSON array may hold for each kind the model takes: JSON numbers arrive
 # as int64 or float64, and whole numbers are fine for a float input (`1` for `1.0`).
@@ -51,7 +54,48 @@ def array_from_json(data: Any, spec: TensorSpec, where: str) -> np.ndarray:
             f"wrong dtype: {where} holds {_describe_kind(array)} but input {spec.name!r} is "
             f"{spec.datatype} and takes {_KIND_NAMES[spec.dtype.kind]}",
         )
+    if array.size and spec.dtype.kind in "iu":
+        check_int_range(array, spec, where)
     return array.astype(spec.dtype, copy=False)
+
+
+def check_int_range(array: np.ndarray, spec: TensorSpec, where: str) -> None:
+    """400 when an integer does not fit the input's dtype (astype would wrap 300 to INT8's 44)."""
+    info = np.iinfo(spec.dtype)
+    low, high = array.min(), array.max()
+    if low < info.min or high > info.max:
+        raise HttpError(
+            400,
+            f"out of range: {where} holds {low if low < info.min else high}, but input "
+            f"{spec.name!r} is {spec.datatype} ({info.min} to {info.max})",
+        )
+
+
+def check_finite(batch: np.ndarray) -> None:
+    """400 naming the first sample that holds NaN or Infinity (a float beyond the input dtype's
+    range became Infinity when it was converted)."""
+    if batch.dtype.kind not in "fc" or np.isfinite(batch).all():
+        return
+    index = tuple(int(i) for i in np.argwhere(~np.isfinite(batch))[0])
+    raise HttpError(
+        400,
+        f"sample {index[0]} holds a non-finite value ({batch[index]}) at position "
+        f"{list(index[1:])}: NaN, Infinity or a number beyond {batch.dtype}'s range. The model "
+        "takes finite numbers (model.json allow_non_finite, or --allow-non-finite, admits them)",
+    )
+
+
+def check_finite_output(output: np.ndarray) -> None:
+    """500 naming the first sample whose output is NaN or Infinity: JSON cannot carry them."""
+    if output.dtype.kind not in "fc" or np.isfinite(output).all():
+        return
+    sample = int(np.argwhere(~np.isfinite(output))[0][0])
+    log.warning("the model returned a non-finite value for sample %d of a request", sample)
+    raise HttpError(
+        500,
+        f"the model returned a non-finite value (NaN or Infinity) for sample {sample}, which "
+        "JSON and CSV cannot carry; ask for Accept: application/x-npy to get the raw output",
+    )
 
 
 def array_from_npy(body: bytes, spec: TensorSpec) -> np.ndarray:

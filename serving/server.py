@@ -20,6 +20,7 @@ import uvicorn
 
 from serving.app import ServingApp
 from serving.config import ServerConfig
+from serving.connections import head_deadline_protocol
 
 log = logging.getLogger("serving")
 
@@ -50,22 +51,23 @@ class GracefulServer(uvicorn.Server):
             return True
         return await super().on_tick(counter)
 
-    def fail(self, message: str) -> None:
-        """Stop the server with exit status 1 (the model could not be loaded)."""
-        self.exit_code = 1
+    def fail(self, message: str, code: int) -> None:
+        """Stop the server with exit status `code` (the model could not be loaded)."""
+        self.exit_code = code
         self.should_exit = True
 
 
 def run_server(config: ServerConfig) -> NoReturn:
-    """Serve until stopped, then end the process: 0 after a clean stop, 1 on failure."""
+    """Serve until stopped, then end the process: 0 after a clean stop, 1 when the model raised
+    while loading, 3 when the model directory cannot be served as declared (runtime.py)."""
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     server: GracefulServer | None = None
 
-    def on_fatal(message: str) -> None:
+    def on_fatal(message: str, code: int) -> None:
         if server is not None:
-            server.fail(message)
+            server.fail(message, code)
 
     app = ServingApp(config, on_fatal=on_fatal)
     uv_config = uvicorn.Config(
@@ -76,9 +78,14 @@ def run_server(config: ServerConfig) -> NoReturn:
         access_log=False,
         server_header=False,
         log_level=config.log_level,
+        http=head_deadline_protocol(config.header_timeout_s),
+        timeout_keep_alive=config.idle_timeout_s,  # type: ignore[arg-type]  # call_later takes floats
         timeout_graceful_shutdown=max(1, round(config.grace_s - config.drain_s)),
     )
     server = GracefulServer(uv_config, app, config.drain_s)
+    # uvicorn keeps one task per request from the moment its headers are parsed: the batcher's
+    # "is this request alone?" must count requests the app has not begun to handle.
+    app.runtime.requests_in_server = lambda: len(server.server_state.tasks)
     server.run()
     # Skip the interpreter's teardown: torch's alone takes a second or more, a forward pass that
     # outlived the grace period would be waited for, and nothing is left to clean up.

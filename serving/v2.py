@@ -6,7 +6,9 @@
   `shape` covers the whole batch.
   Response: `{"model_name": name, "id": id, "outputs": [{"name": "logits", "datatype": "FP32",
   "shape": [N, 10], "data": [flat row-major values]}]}`.
-  Errors: `{"error": "..."}` with 400, 404 (unknown model), 503 or 504, as for /invocations.
+  Errors: `{"error": "..."}` with 400 (including NaN/Infinity inputs), 404 (unknown model),
+  413 (more samples than the queue holds), 500 (the model failed or returned NaN), 503 or 504,
+  as for /invocations.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from serving.http import JSON, HttpError, Request, Response, json_response
-from serving.model import ModelSignature
-from serving.payloads import array_from_json, check_batch_shape, parse_json
+from serving.payloads import array_from_json, check_batch_shape, check_finite_output, parse_json
 from serving.runtime import ModelRuntime
+from serving.signature import ModelSignature
 
 SERVER_NAME = "mlplatform-serving"
 SERVER_VERSION = "0.1.0"
+# KServe's and Triton's platform names for each format.
+PLATFORMS = {"torchscript": "pytorch_torchscript", "onnx": "onnxruntime_onnx", "python": "python"}
 
 
 async def live(runtime: ModelRuntime, request: Request) -> Response:
@@ -47,7 +51,7 @@ async def model_metadata(runtime: ModelRuntime, request: Request) -> Response:
         {
             "name": signature.name,
             "versions": [],
-            "platform": "pytorch_torchscript",
+            "platform": PLATFORMS[runtime.format],
             "inputs": [signature.input.as_json()],
             "outputs": [signature.output.as_json()],
         }
@@ -68,10 +72,11 @@ async def infer(runtime: ModelRuntime, request: Request) -> Response:
         raise HttpError(
             415, f"unsupported Content-Type {request.content_type!r}; the v2 protocol takes {JSON}"
         )
-    doc, batch, wanted = await runtime.decode(request.body, lambda b: _parse(b, signature))
+    doc, batch, wanted = await runtime.offload(len(request.body), _parse, request.body, signature)
     output = await runtime.infer(batch)
     outputs = []
     if wanted:
+        check_finite_output(output)
         spec = signature.output
         outputs.append(
             {
@@ -106,6 +111,9 @@ def _parse(body: bytes, signature: ModelSignature) -> tuple[dict[str, Any], np.n
     doc = parse_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise HttpError(400, 'the body must be a JSON object with an "inputs" list')
+    if not isinstance(doc.get("id", ""), str):
+        # It is echoed back: the protocol says string, and a NaN here would be invalid JSON.
+        raise HttpError(400, f'"id" must be a string, got {type(doc["id"]).__name__}')
     inputs = doc["inputs"]
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise HttpError(

@@ -1,22 +1,33 @@
-"""Fixtures: small exported models written here (no trainer needed) and a real server process."""
+"""Fixtures: small exported models written here (no trainer needed) and a real server process.
+
+The digits network is exported in each format the server loads (TorchScript, ONNX through
+torch's dynamo exporter, a numpy handler module) with the same weights, so protocol tests can be
+run against every format and compared with one reference.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import torch
+from filelock import FileLock
+
+from serving.local import start_process, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
+FORMATS = ("torchscript", "onnx", "python")
 LABELS = [str(i) for i in range(10)]
 SIGNATURE = {
     "name": "digits",
@@ -61,24 +72,99 @@ class FragileDigits(Digits):
 
 
 def write_model_dir(path: Path, module: torch.nn.Module, signature: dict | None = None) -> Path:
-    """Export `module` as the trainer does: TorchScript model.pt plus model.json."""
+    """Export `module` as the trainer does today: TorchScript model.pt plus a model.json with a
+    top-level format and no variants."""
     path.mkdir(parents=True, exist_ok=True)
     module.eval()
-    torch.jit.script(module).save(str(path / "model.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path / "model.pt"))
     (path / "model.json").write_text(json.dumps(signature or SIGNATURE))
     return path
 
 
+def export_onnx(module: torch.nn.Module, path: Path, sample_shape: tuple[int, ...]) -> Path:
+    """`module` as ONNX through torch's dynamo exporter, with a dynamic batch dimension."""
+    example = torch.zeros(2, *sample_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,  # one self-contained file, as a model directory ships it
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    return path
+
+
+def with_variants(signature: dict, **variants: tuple[str, str]) -> dict:
+    """A model.json with `variants` (name → (format, path)) instead of a top-level format."""
+    doc = {k: v for k, v in signature.items() if k != "format"}
+    doc["variants"] = {name: {"format": f, "path": p} for name, (f, p) in variants.items()}
+    return doc
+
+
+def write_onnx_dir(path: Path, module: torch.nn.Module, signature: dict | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    export_onnx(module, path / "model.onnx", (1, 8, 8))
+    doc = with_variants(signature or SIGNATURE, default=("onnx", "model.onnx"))
+    (path / "model.json").write_text(json.dumps(doc))
+    return path
+
+
+def write_handler_dir(path: Path, module: Digits, signature: dict | None = None) -> Path:
+    """The Digits weights in weights.npz and tests/serving/digits_handler.py as handler.py."""
+    path.mkdir(parents=True, exist_ok=True)
+    first, last = module.body[1], module.body[3]
+    weights = {"w1": first.weight, "b1": first.bias, "w2": last.weight, "b2": last.bias}
+    np.savez(path / "weights.npz", **{k: v.detach().numpy() for k, v in weights.items()})
+    shutil.copy(Path(__file__).with_name("digits_handler.py"), path / "handler.py")
+    doc = with_variants(signature or SIGNATURE, default=("python", "handler.py"))
+    (path / "model.json").write_text(json.dumps(doc))
+    return path
+
+
 @pytest.fixture(scope="session")
-def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    return write_model_dir(tmp_path_factory.mktemp("digits"), Digits())
+def model_dirs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Path]:
+    """The digits model in each format, same weights; built once for all test workers of this
+    run (the ONNX export takes seconds)."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is a folder of the run's own; without it, the run's.
+    shared = (base if worker_id == "master" else base.parent) / "digits-models"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "done").exists():
+            torch.manual_seed(0)
+            module = Digits().eval()
+            write_model_dir(shared / "torchscript", module)
+            write_onnx_dir(shared / "onnx", module)
+            write_handler_dir(shared / "python", module)
+            (shared / "done").touch()
+    return {fmt: shared / fmt for fmt in FORMATS}
+
+
+@pytest.fixture(scope="session")
+def digits_dir(model_dirs: dict[str, Path]) -> Path:
+    return model_dirs["torchscript"]
 
 
 @pytest.fixture(scope="session")
 def reference_model(digits_dir: Path) -> torch.jit.ScriptModule:
     """The served model, loaded in the test process to compute expected answers."""
     return torch.jit.load(str(digits_dir / "model.pt"))
+
+
+def expected(model: torch.jit.ScriptModule, x: np.ndarray) -> np.ndarray:
+    """The reference outputs for `x`."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+# Every format computes the same network; float32 sums in another order differ in the last bits.
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def free_port() -> int:
@@ -89,6 +175,8 @@ def free_port() -> int:
 
 class ServerProcess:
     """`python -m serving serve` as a child process on a loopback port."""
+
+    format = "torchscript"  # of the model it serves, for tests that say which
 
     def __init__(self, model_dir: Path, log_path: Path, *flags: str, local: bool = False) -> None:
         self.port = free_port()
@@ -102,7 +190,7 @@ class ServerProcess:
             command += ["--host", "127.0.0.1"]
         command += ["--port", str(self.port), *flags]
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = start_process(command, env=env, output=log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -143,9 +231,7 @@ class ServerProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process_group(self.process, grace=0)
 
 
 @pytest.fixture
@@ -168,10 +254,18 @@ def start_server(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def server(digits_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One ready digits server shared by the protocol tests (they leave it as they found it)."""
-    process = ServerProcess(digits_dir, tmp_path_factory.mktemp("log") / "server.log")
+@pytest.fixture(scope="session", params=FORMATS)
+def server(
+    request: pytest.FixtureRequest,
+    model_dirs: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    """One ready digits server per format, shared by the protocol tests (they leave it as they
+    found it). A test that concerns no format picks one: parametrize("server", ["torchscript"],
+    indirect=True)."""
+    log = tmp_path_factory.mktemp("log") / f"server-{request.param}.log"
+    process = ServerProcess(model_dirs[request.param], log)
+    process.format = request.param
     try:
         process.wait_ready()
         yield process

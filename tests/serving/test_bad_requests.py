@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.serving.conftest import FragileDigits, ServerProcess, write_model_dir
+from serving.http import HttpError
+from serving.payloads import array_from_json
+from serving.signature import TensorSpec
+from tests.serving.conftest import SIGNATURE, Digits, FragileDigits, ServerProcess, write_model_dir
 
 SIX_MB = 6 * 1024 * 1024
 GOOD = {"inputs": np.zeros((1, 1, 8, 8)).tolist()}
@@ -28,10 +32,19 @@ def npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def strict_json(text: str) -> object:
+    """JSON as the standard has it: Python's parser would take NaN and Infinity tokens."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"invalid JSON token {token} in {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def assert_error(response: httpx.Response, status: int, *words: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    message = response.json()["error"]
+    message = strict_json(response.text)["error"]
     for word in words:
         assert word in message, message
 
@@ -96,14 +109,67 @@ def test_corrupt_npy_gets_400(client: httpx.Client) -> None:
 
 
 def test_unsupported_content_type_gets_415_listing_the_supported(client: httpx.Client) -> None:
-    for path in ("/invocations", "/v2/models/digits/infer"):
-        response = client.post(path, content=b"1,2,3", headers={"content-type": "text/csv"})
-        assert_error(response, 415, "text/csv", "application/json")
+    response = client.post(
+        "/invocations", content=b"<x/>", headers={"content-type": "application/xml"}
+    )
+    supported = ["application/json", "application/jsonlines", "application/x-npy", "text/csv"]
+    assert_error(response, 415, "application/xml", *supported)
+    response = client.post(
+        "/v2/models/digits/infer", content=b"1,2,3", headers={"content-type": "text/csv"}
+    )
+    assert_error(response, 415, "text/csv", "application/json")
 
 
-def test_unsupported_accept_gets_406(client: httpx.Client) -> None:
-    response = client.post("/invocations", json=GOOD, headers={"accept": "text/csv"})
-    assert_error(response, 406, "text/csv", "application/x-npy")
+def test_unsupported_accept_gets_406_listing_the_supported(client: httpx.Client) -> None:
+    response = client.post("/invocations", json=GOOD, headers={"accept": "image/png"})
+    assert_error(response, 406, "image/png", "application/x-npy", "text/csv")
+
+
+NAN_SAMPLE = np.zeros((3, 1, 8, 8), np.float32)
+NAN_SAMPLE[2, 0, 3, 4] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"inputs": %s}' % json.dumps(NAN_SAMPLE.tolist()).encode()),
+        ("application/json", json.dumps({"inputs": np.full((3, 1, 8, 8), 1e39).tolist()}).encode()),
+        ("application/x-npy", npy(NAN_SAMPLE)),
+        (
+            "text/csv",
+            b"\n".join(b",".join(b"%r" % v for v in row.ravel().tolist()) for row in NAN_SAMPLE),
+        ),
+        (
+            "application/jsonlines",
+            b"\n".join(json.dumps(sample.tolist()).encode() for sample in NAN_SAMPLE),
+        ),
+    ],
+    ids=["json-nan", "json-beyond-fp32", "npy-nan", "csv-nan", "jsonlines-nan"],
+)
+def test_non_finite_inputs_get_400_naming_the_sample(
+    client: httpx.Client, content_type: str, body: bytes
+) -> None:
+    response = client.post("/invocations", content=body, headers={"content-type": content_type})
+    sample = "sample 0" if b"1e+39" in body else "sample 2"
+    assert_error(response, 400, sample, "non-finite", "allow_non_finite")
+
+
+def test_v2_infer_with_nan_or_infinity_gets_400_naming_the_sample(client: httpx.Client) -> None:
+    data = [0.0] * 64 + [0.0] * 10 + ["Infinity"] + [0.0] * 53
+    body = json.dumps(v2_body(shape=[2, 1, 8, 8], data=data)).replace('"Infinity"', "Infinity")
+    response = client.post(
+        "/v2/models/digits/infer", content=body, headers={"content-type": "application/json"}
+    )
+    assert_error(response, 400, "sample 1", "non-finite")
+
+
+def test_integers_beyond_the_input_dtype_get_400_rather_than_wrapping() -> None:
+    spec = TensorSpec("input", "INT8", (-1, 2))
+    with pytest.raises(HttpError) as error:
+        array_from_json([[1, 300]], spec, "inputs")
+    assert error.value.status == 400
+    assert "300" in error.value.message
+    assert "INT8" in error.value.message
 
 
 def test_empty_body_gets_400_on_both_protocols(client: httpx.Client) -> None:
@@ -199,3 +265,53 @@ def test_a_request_that_breaks_the_model_fails_alone_while_batched_with_good_one
     # The batch of four failed, then the bad request alone; the three good ones ran alone.
     assert server.metric("serving_forward_errors_total") == 2
     assert server.metric("serving_batch_size_count") == 3
+
+
+def test_a_request_with_more_samples_than_the_queue_holds_gets_413_naming_the_limit(
+    digits_dir: Path, start_server
+) -> None:
+    server = start_server(digits_dir, "--max-queue", "4")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        fits = c.post("/invocations", json={"inputs": np.zeros((4, 1, 8, 8)).tolist()})
+        assert fits.status_code == 200, fits.text
+        response = c.post("/invocations", json={"inputs": np.zeros((5, 1, 8, 8)).tolist()})
+        assert_error(response, 413, "5 samples", "at most 4")
+        v2 = c.post("/v2/models/digits/infer", json=v2_body(shape=[5, 1, 8, 8], data=[0.0] * 320))
+        assert_error(v2, 413, "at most 4")
+
+
+def test_non_finite_inputs_reach_the_model_when_model_json_allows_them_and_text_answers_refuse_nan(
+    tmp_path: Path, start_server
+) -> None:
+    model_dir = write_model_dir(
+        tmp_path / "lenient", Digits(), {**SIGNATURE, "allow_non_finite": True}
+    )
+    server = start_server(model_dir)
+    # Python's json writes NaN tokens (httpx's json= refuses to), as a careless client would.
+    body = json.dumps({"inputs": NAN_SAMPLE.tolist()})
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        raw = c.post("/invocations", content=body, headers={"accept": "application/x-npy"})
+        assert raw.status_code == 200, raw.text
+        output = np.load(io.BytesIO(raw.content))
+        assert np.isfinite(output[:2]).all() and np.isnan(output[2]).all()
+        # JSON has no NaN: the answer is a valid JSON error naming the sample, not bare NaN tokens.
+        for accept in ("application/json", "text/csv", "application/jsonlines"):
+            response = c.post("/invocations", content=body, headers={"accept": accept})
+            assert_error(response, 500, "non-finite", "sample 2", "application/x-npy")
+        v2 = c.post(
+            "/v2/models/digits/infer", content=json.dumps(v2_body(data=[float("nan")] * 64))
+        )
+        assert_error(v2, 500, "non-finite", "sample 0")
+
+
+def test_the_environment_overrides_model_json_on_non_finite_inputs(
+    digits_dir: Path, start_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVING_ALLOW_NON_FINITE", "true")
+    server = start_server(digits_dir)
+    response = httpx.post(
+        f"{server.url}/invocations",
+        content=npy(NAN_SAMPLE),
+        headers={"content-type": "application/x-npy", "accept": "application/x-npy"},
+    )
+    assert response.status_code == 200, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,6 +116,55 @@ def test_a_request_that_would_overfill_the_queue_is_refused_at_once() -> None:
         with pytest.raises(QueueFull):
             await batcher.infer(np.zeros((2, 2), np.float32))
         await waiting
+        await batcher.stop()
+
+    asyncio.run(main())
+
+
+def test_a_lone_short_pass_runs_on_the_event_loop_and_concurrent_ones_on_the_worker() -> None:
+    threads: list[str] = []
+    in_flight = 1
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return x * 2
+
+    async def main() -> None:
+        nonlocal in_flight
+        batcher = DynamicBatcher(predict, max_batch_size=8, in_flight=lambda: in_flight)
+        batcher.start()
+        one = np.ones((1, 2), np.float32)
+        # The first pass is timed on the worker; once it is known to be short, a lone request
+        # skips the hand-off.
+        for _ in range(2):
+            np.testing.assert_array_equal(await batcher.infer(one), one * 2)
+        # Three requests batch together while a fourth is still arriving: the pass goes to the
+        # worker so the event loop can read the fourth meanwhile.
+        in_flight = 4
+        outputs = await asyncio.gather(*(batcher.infer(one * i) for i in range(3)))
+        for i, out in enumerate(outputs):
+            np.testing.assert_array_equal(out, one * i * 2)
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert threads[0].startswith("forward")
+    assert threads[1] == threading.main_thread().name
+    assert threads[2:] == [threads[0]]  # the three concurrent requests shared one pass
+
+
+def test_a_lone_request_that_breaks_the_model_fails_with_the_models_error() -> None:
+    def predict(x: np.ndarray) -> np.ndarray:
+        if x.sum() < 0:
+            raise RuntimeError("negative input")
+        return x
+
+    async def main() -> None:
+        batcher = DynamicBatcher(predict, max_batch_size=8, in_flight=lambda: 1)
+        batcher.start()
+        await batcher.infer(np.ones((1, 2), np.float32))
+        with pytest.raises(RuntimeError, match="negative input"):
+            await batcher.infer(-np.ones((1, 2), np.float32))
+        await batcher.infer(np.ones((1, 2), np.float32))
         await batcher.stop()
 
     asyncio.run(main())

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serving.conftest import REPO, ServerProcess, free_port
 
@@ -89,6 +90,7 @@ def test_serving_package_imports_nothing_from_the_rest_of_the_repository() -> No
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
 
 
+@pytest.mark.parametrize("server", ["torchscript"], indirect=True)
 def test_healthcheck_command_exits_0_on_a_ready_server_and_1_on_a_closed_port(
     server: ServerProcess,
 ) -> None:
@@ -101,6 +103,7 @@ def test_healthcheck_command_exits_0_on_a_ready_server_and_1_on_a_closed_port(
     assert healthcheck(free_port()) == 1
 
 
+@pytest.mark.parametrize("server", ["torchscript"], indirect=True)
 def test_healthcheck_finds_the_port_where_serve_would_listen(server: ServerProcess) -> None:
     for variable in ("SAGEMAKER_BIND_TO_PORT", "SERVING_PORT"):
         env = {**os.environ, variable: str(server.port)}

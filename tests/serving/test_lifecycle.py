@@ -56,15 +56,70 @@ def test_ping_and_ready_say_503_while_the_model_loads_and_200_after(
         assert c.post("/invocations", content=BODY).status_code == 200
 
 
-def test_a_model_directory_without_model_json_stops_the_server_with_status_1(
+def test_a_model_directory_without_model_json_stops_the_server_with_status_3(
     tmp_path: Path, digits_dir: Path, start_server
 ) -> None:
     model_dir = tmp_path / "incomplete"
     model_dir.mkdir()
     shutil.copy(digits_dir / "model.pt", model_dir / "model.pt")
     server = start_server(model_dir, ready=False)
-    assert server.wait_exit(timeout=60) == 1
+    assert server.wait_exit(timeout=60) == 3
     assert "model.json: not found" in server.log()
+
+
+@pytest.mark.parametrize(
+    ("model_json", "flags", "message"),
+    [
+        (
+            {**SIGNATURE, "format": "tensorflow-savedmodel"},
+            [],
+            "format 'tensorflow-savedmodel' is not supported; allowed: torchscript, onnx, python",
+        ),
+        (SIGNATURE, ["--variant", "fp8"], "variant 'fp8' is not declared; allowed: default"),
+    ],
+    ids=["format", "variant"],
+)
+def test_a_model_it_cannot_serve_is_one_error_line_and_exit_status_3(
+    tmp_path: Path, digits_dir: Path, start_server, model_json: dict, flags: list, message: str
+) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(digits_dir / "model.pt", model_dir / "model.pt")
+    (model_dir / "model.json").write_text(json.dumps(model_json))
+    server = start_server(model_dir, *flags, ready=False)
+    assert server.wait_exit(timeout=60) == 3
+    log = server.log()
+    [line] = [line for line in log.splitlines() if "ERROR" in line]
+    assert str(model_dir / "model.json") in line
+    assert message in line
+    assert "Traceback" not in log
+
+
+def test_a_half_sent_header_is_cut_off_while_others_are_served(
+    digits_dir: Path, start_server
+) -> None:
+    server = start_server(digits_dir, "--header-timeout", "1")
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent,
+    ):
+        slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Ty")
+        started = time.monotonic()
+        # Meanwhile the server answers everyone else.
+        assert httpx.post(f"{server.url}/invocations", content=BODY).status_code == 200
+        reply = b""
+        while chunk := slow.recv(65536):
+            reply += chunk
+        assert time.monotonic() - started < 5
+        assert reply.startswith(b"HTTP/1.1 408"), reply
+        assert b"did not arrive within 1 s" in reply
+        # A connection that never sent a byte is closed without an answer.
+        assert silent.recv(65536) == b""
+    # A keep-alive client that waits between requests is not cut off by the head deadline.
+    with httpx.Client(base_url=server.url) as c:
+        assert c.post("/invocations", content=BODY).status_code == 200
+        time.sleep(0.5)
+        assert c.post("/invocations", content=BODY).status_code == 200
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import numpy as np
 import torch
+
+from tests.serving.conftest import TOLERANCE, ServerProcess, expected
 
 
 def infer_body(x: np.ndarray, **extra: object) -> dict:
@@ -31,9 +35,19 @@ def test_server_metadata_names_the_server(client: httpx.Client) -> None:
     assert body["name"] and body["version"]
 
 
-def test_model_metadata_is_model_json_signature(client: httpx.Client) -> None:
+def test_model_metadata_is_model_json_signature_and_names_the_platform(
+    client: httpx.Client, server: ServerProcess
+) -> None:
     body = client.get("/v2/models/digits").json()
     assert body["name"] == "digits"
+    assert (
+        body["platform"]
+        == {
+            "torchscript": "pytorch_torchscript",
+            "onnx": "onnxruntime_onnx",
+            "python": "python",
+        }[server.format]
+    )
     assert body["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
     assert body["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
 
@@ -66,9 +80,8 @@ def test_infer_returns_flat_row_major_logits_with_batch_shape(
     assert output["name"] == "logits"
     assert output["datatype"] == "FP32"
     assert output["shape"] == [2, 10]
-    with torch.inference_mode():
-        want = reference_model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.reshape(output["data"], (2, 10)), want, rtol=1e-5, atol=1e-6)
+    want = expected(reference_model, x)
+    np.testing.assert_allclose(np.reshape(output["data"], (2, 10)), want, **TOLERANCE)
 
 
 def test_infer_accepts_nested_data_as_well_as_flat(client: httpx.Client) -> None:
@@ -86,3 +99,15 @@ def test_infer_with_unknown_requested_output_gets_400(client: httpx.Client) -> N
     )
     assert response.status_code == 400
     assert "probabilities" in response.json()["error"]
+
+
+def test_infer_with_an_id_that_is_not_a_string_gets_400(client: httpx.Client) -> None:
+    # The id is echoed back; the protocol says string.
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    response = client.post(
+        "/v2/models/digits/infer",
+        content=json.dumps(infer_body(x, id=float("nan"))),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert '"id" must be a string' in response.json()["error"]
