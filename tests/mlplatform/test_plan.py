@@ -27,7 +27,7 @@ from mlplatform.variants import write_variant
 def test_the_tree_puts_every_resource_under_its_component(plan_of):
     plan = plan_of("dev")
     lines = terminal.plan_text(plan).splitlines()
-    assert lines[0] == "Stack dev  (stacks/Pulumi.dev.yaml)"
+    assert lines[0] == "Stack dev  (tests/stacks/Pulumi.dev.yaml)"
     network = next(
         i for i, line in enumerate(lines) if "mlplatform:network:Network  mlplatform-dev" in line
     )
@@ -116,8 +116,8 @@ def test_at_a_terminal_progress_goes_to_stderr_unless_quiet(quiet):
         assert b"resources so far)" in terminal_text and b"checking policies" in terminal_text
 
 
-def test_a_stack_importing_esc_environments_plans_offline(tmp_path, plan_of, capsys):
-    path = write_variant(tmp_path, "dev", {}, name="esc")
+def test_a_stack_importing_esc_environments_plans_offline(tmp_path, plan_of, capsys, stack_variant):
+    path = stack_variant("dev", {}, name="esc")
     document = yaml.safe_load(path.read_text())
     document["environment"] = ["myorg/aws-dev", "myorg/ml-secrets"]
     path.write_text(yaml.safe_dump(document, sort_keys=False))

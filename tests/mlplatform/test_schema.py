@@ -124,7 +124,7 @@ def test_a_secure_value_validates_wherever_a_string_does(validator):
     secret = {"secure": "v1:AAAA"}
     document["config"]["mlplatform:tags"]["owner"] = secret
     document["config"]["mlplatform:secrets"]["another"] = secret
-    document["config"]["mlplatform:budget"]["alertEmails"] = [secret]
+    document["config"]["mlplatform:alerts"] = {"emails": [secret]}
     assert problems(validator, document) == []
     document["config"]["mlplatform:budget"]["monthlyUsd"] = secret
     assert problems(validator, document), "a number is not a string"
