@@ -3,9 +3,14 @@
 # and `docker run IMAGE serve` for endpoints; anything else runs as given (pipeline steps,
 # Kubernetes commands). `exec` keeps the Python process as PID 1, so it receives SIGTERM.
 set -eu
-case "${1:-train}" in
-    train) shift 2>/dev/null || true; exec python -m training launch "$@" ;;
-    serve) shift; exec python -m serving serve "$@" ;;
-    evaluate) shift; exec python -m serving evaluate "$@" ;;
-    *) exec "$@" ;;
+command=train
+if [ "$#" -gt 0 ]; then
+    command=$1
+    shift
+fi
+case "$command" in
+    train) exec python -m training launch "$@" ;;
+    serve) exec python -m serving serve "$@" ;;
+    evaluate) exec python -m serving evaluate "$@" ;;
+    *) exec "$command" "$@" ;;
 esac

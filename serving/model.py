@@ -21,6 +21,7 @@ LOADERS = {
     "torchscript": "serving.torchscript:TorchModel",
     "onnx": "serving.onnx_runtime:OnnxModel",
     "python": "serving.handler:HandlerModel",
+    "tensorflow-savedmodel": "serving.savedmodel:SavedModel",
 }
 assert set(LOADERS) == set(FORMATS)
 

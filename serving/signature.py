@@ -41,7 +41,7 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
 }
-FORMATS = ("torchscript", "onnx", "python")
+FORMATS = ("torchscript", "onnx", "python", "tensorflow-savedmodel")
 TASKS = ("classification", "regression")
 COMPUTE_DTYPES = ("float32", "float16", "bfloat16")
 # The files a model.json without "variants" implies, per format.

@@ -56,7 +56,7 @@ def test_every_dependency_is_pinned_exactly():
 def test_torch_is_the_cpu_wheel_version_the_images_also_use():
     workloads = _pyproject()["project"]["optional-dependencies"]["workloads"]
     assert "torch==2.13.0" in workloads
-    for dockerfile in ("training/Dockerfile", "serving/Dockerfile"):
+    for dockerfile in ("images/Dockerfile",):
         assert "2.13.0" in (ROOT / dockerfile).read_text(), dockerfile
 
 

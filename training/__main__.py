@@ -1,5 +1,6 @@
-"""``python -m training launch | prepare | evaluate | schema``; ``train`` is ``launch``
-(SageMaker runs ``docker run IMAGE train``)."""
+"""``python -m training launch | prepare | schema``; ``train`` is ``launch`` (SageMaker runs
+``docker run IMAGE train``). The independent evaluation of an exported model is the platform's
+evaluator, ``python -m serving evaluate``, which loads each variant as the server does."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from training.errors import UserError
 
-COMMANDS = ("launch", "train", "prepare", "evaluate", "schema")
+COMMANDS = ("launch", "train", "prepare", "schema")
 USAGE = f"usage: python -m training {{{','.join(COMMANDS)}}} [options]  (--help on each)"
 
 
@@ -64,10 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         from training.launch import main as launch
 
         return launch(argv[1:])
-    if argv[0] == "evaluate":
-        from training.evaluate import main as evaluate
-
-        return evaluate(argv[1:])
     return {"prepare": _prepare, "schema": _schema}[argv[0]](argv[1:])
 
 

@@ -1,4 +1,5 @@
-"""The evaluator's regression metrics, on a model exported by the scikit-learn helper."""
+"""The platform's evaluator on what the export helpers write: a scikit-learn regressor exported
+with its ONNX variant is scored by rmse, mae and r2 on the held-out test split, every variant."""
 
 from __future__ import annotations
 
@@ -6,18 +7,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from sklearn.linear_model import LinearRegression
 
+from serving.evaluate import main
 from training.data import write_prepared
-from training.errors import UserError
-from training.evaluate import evaluate, main
 from training.export import sklearn as sklearn_export
 
 RNG = np.random.default_rng(0)
 
 
-def test_a_regressor_is_scored_by_rmse_mae_and_r2_on_the_test_split(tmp_path: Path) -> None:
+def test_an_exported_regressor_is_scored_by_rmse_mae_and_r2_on_the_test_split(tmp_path: Path):
     x = RNG.random((60, 3))
     y = x @ np.array([1.0, -2.0, 0.5]) + 0.01 * RNG.standard_normal(60)
     splits = {
@@ -32,21 +31,10 @@ def test_a_regressor_is_scored_by_rmse_mae_and_r2_on_the_test_split(tmp_path: Pa
     )
     assert abs(figures["onnx_r2_delta"]) < 1e-4
     out = tmp_path / "evaluation.json"
-    args = [
-        "--model-dir",
-        str(tmp_path / "model"),
-        "--test-channel",
-        str(tmp_path / "data" / "test"),
-    ]
+    args = ["--model-dir", str(tmp_path / "model"), "--data-dir", str(tmp_path / "data" / "test")]
     assert main([*args, "--out", str(out)]) == 0
-    metrics = json.loads(out.read_text())["metrics"]
+    report = json.loads(out.read_text())
+    metrics = report["metrics"]
     assert set(metrics) == {"rmse", "mae", "r2"}
     assert metrics["rmse"]["value"] < 0.05 and metrics["r2"]["value"] > 0.99
-
-
-def test_a_model_directory_without_an_onnx_variant_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "model.json").write_text(
-        json.dumps({"variants": {"default": {"format": "python"}}})
-    )
-    with pytest.raises(UserError, match="lists no ONNX variant to evaluate"):
-        evaluate(tmp_path, tmp_path)
+    assert set(report["variants"]) >= {"default"} and len(report["variants"]) >= 1
