@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
+import pytest
 
 from training.metrics import metric_regex
 
@@ -116,23 +121,55 @@ def test_sigterm_saves_a_checkpoint_records_why_and_exits_143(toy, env, tmp_path
     assert not (tmp_path / "model" / "metrics.json").exists()
 
 
-def test_mlflow_gets_params_once_metrics_per_step_and_the_model_directory(
-    toy, python, env, tmp_path, monkeypatch
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """MLflow's own tracking server (sqlite backend, proxied artifacts) on a loopback port.
+
+    The HTTP path is the one a SageMaker job takes to a tracking server, artifacts included
+    (`mlflow-artifacts:` uploads through the server); a file store would skip both.
+    """
+    root = tmp_path_factory.mktemp("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        str(Path(sys.executable).parent / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", (root / "artifacts").as_uri(),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = (root / "server.log").open("w")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (root / "server.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
+            time.sleep(0.25)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # uvicorn and its worker
+        server.wait(timeout=30)
+        log.close()
+
+
+def test_mlflow_server_gets_params_once_metrics_per_step_and_the_model_directory(
+    toy, python, env, tmp_path, mlflow_server
 ) -> None:
-    # MLflow's file store: what is tested is the run's calls, and a database backend spends
-    # ~10 s creating its schema. MLflow 3 wants the file store opted into.
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    store = tmp_path / "mlruns"
-    tracking = env(
-        MLFLOW_TRACKING_URI=store.as_uri(),
-        MLFLOW_EXPERIMENT_NAME="toys",
-        MLFLOW_ALLOW_FILE_STORE="true",
-    )
+    tracking = env(MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_EXPERIMENT_NAME="toys")
     result = python(str(toy / "train.py"), *_args(tmp_path), env=tracking)
     assert result.returncode == 0, result.stderr
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=store.as_uri())
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     (run,) = client.search_runs([client.get_experiment_by_name("toys").experiment_id])
     assert run.data.params["epochs"] == "3" and run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "train_loss")
@@ -142,6 +179,25 @@ def test_mlflow_gets_params_once_metrics_per_step_and_the_model_directory(
         "metrics.json",
         "metrics.jsonl",
     }
+    # The artifacts went through the server into its store, where a reader downloads them.
+    downloaded = Path(client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path)))
+    assert json.loads(downloaded.read_text())["validation_accuracy"] == 0.9
+
+
+def test_a_failed_run_is_marked_failed_on_the_tracking_server(
+    toy, python, env, tmp_path, mlflow_server
+) -> None:
+    tracking = env(MLFLOW_TRACKING_URI=mlflow_server, MLFLOW_EXPERIMENT_NAME="toys-failing")
+    result = python(str(toy / "train.py"), *_args(tmp_path), "--mode", "crash", env=tracking)
+    assert result.returncode != 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("toys-failing").experiment_id])
+    assert run.info.status == "FAILED"
+    # The steps before the crash are there to read.
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2]
 
 
 def test_an_unreachable_tracking_server_does_not_cost_the_run(toy, python, env, tmp_path) -> None:
