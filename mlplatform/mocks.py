@@ -310,10 +310,25 @@ def _register_sagemaker_outputs() -> None:
             )
         }
 
+    def named(kind: str, key: str = "name"):
+        """A SageMaker object whose ARN is `<kind>/<its name, lower-case>`."""
+
+        def outputs(name: str, inputs: dict, m: PlanMocks) -> dict:
+            given = inputs.get(key) or m.physical_name(name, {})
+            return {"arn": m.arn("sagemaker", f"{kind}/{given.lower()}")}
+
+        return outputs
+
     PlanMocks.outputs_by_type.update(
         {
             "aws:sagemaker/pipeline:Pipeline": pipeline,
             "aws:sagemaker/modelPackageGroup:ModelPackageGroup": group,
+            "aws:sagemaker/endpoint:Endpoint": named("endpoint"),
+            "aws:sagemaker/endpointConfiguration:EndpointConfiguration": named("endpoint-config"),
+            "aws:sagemaker/model:Model": named("model"),
+            "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": named(
+                "mlflow-tracking-server", "trackingServerName"
+            ),
         }
     )
 

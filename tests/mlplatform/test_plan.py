@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import threading
@@ -163,3 +164,41 @@ def test_the_plan_runs_the_main_and_reads_the_stack_dir_that_pulumi_yaml_names(p
     assert result["source"] == "environments/Pulumi.qa.yaml"
     assert result["outputs"]["entry"] == "app.py"
     assert result["outputs"]["pipelineNames"] == {"digits": "mlplatform-qa-digits"}
+
+
+def test_sagemaker_arns_take_the_forms_aws_gives_them(plan_of):
+    # IAM resources and trust conditions are built from these ARNs: a mock that answered with a
+    # made-up form would let a policy scoped to the wrong resource pass offline.
+    plan = plan_of("prod")
+    forms = {
+        "aws:sagemaker/endpoint:Endpoint": "endpoint",
+        "aws:sagemaker/endpointConfiguration:EndpointConfiguration": "endpoint-config",
+        "aws:sagemaker/model:Model": "model",
+        "aws:sagemaker/pipeline:Pipeline": "pipeline",
+        "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer": "mlflow-tracking-server",
+    }
+    seen = set()
+    for resource in plan.resources:
+        if resource.type in forms:
+            seen.add(resource.type)
+            arn = resource.outputs["arn"]
+            prefix = f"arn:aws:sagemaker:{plan.config.region}:"
+            assert arn.startswith(prefix), arn
+            assert re.fullmatch(
+                rf"\d{{12}}:{forms[resource.type]}/[a-z0-9-]+", arn[len(prefix) :]
+            ), arn
+    assert seen == set(forms), f"the prod-like stack no longer declares {set(forms) - seen}"
+    # Training roles may log to that server, and to nothing else.
+    server = next(r for r in plan.resources if r.type.endswith("MlflowTrackingServer"))
+    grants = [
+        statement
+        for r in plan.resources
+        if r.type == "aws:iam/rolePolicy:RolePolicy"
+        for statement in json.loads(r.inputs["policy"])["Statement"]
+        if any(a.startswith("sagemaker-mlflow:") for a in _as_list(statement["Action"]))
+    ]
+    assert grants and all(s["Resource"] == server.outputs["arn"] for s in grants), grants
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
