@@ -92,7 +92,7 @@ def check_plan(
 
         if rule.scope == "stack":
             by_urn = {r.urn: r for r in resources}
-            for message, urn in rule.check(resources, params, stack_facts):
+            for message, urn in rule.check_stack(resources, params, stack_facts):
                 target = by_urn.get(urn or "")
                 report(
                     message,
@@ -102,7 +102,7 @@ def check_plan(
         else:
             for r in plan.resources:
                 if r.custom:
-                    for message in rule.check(r.type, r.inputs, params):
+                    for message in rule.check_resource(r.type, r.inputs, params):
                         report(message, r.name, r.type)
     found.sort(
         key=lambda v: (

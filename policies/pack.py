@@ -46,7 +46,8 @@ def _config(rule: Rule, given: Any) -> dict[str, Any]:
 
 def _resource_validate(rule: Rule):
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
-        for message in rule.check(args.resource_type, args.props, _config(rule, args.get_config())):
+        config = _config(rule, args.get_config())
+        for message in rule.check_resource(args.resource_type, args.props, config):
             report(message, None)
 
     return validate
@@ -55,14 +56,18 @@ def _resource_validate(rule: Rule):
 def _stack_validate(rule: Rule):
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         resources = [StackResource(r.resource_type, r.name, r.urn, r.props) for r in args.resources]
-        for message, urn in rule.check(resources, _config(rule, args.get_config()), stack_facts()):
+        config = _config(rule, args.get_config())
+        for message, urn in rule.check_stack(resources, config, stack_facts()):
             report(message, urn)
 
     return validate
 
 
 def _schema(rule: Rule) -> PolicyConfigSchema | None:
-    return PolicyConfigSchema(properties=dict(rule.config_schema)) if rule.config_schema else None
+    if not rule.config_schema:
+        return None
+    # PolicyConfigSchema insists on dicts (isinstance), all the way down to each property.
+    return PolicyConfigSchema(properties={k: dict(v) for k, v in rule.config_schema.items()})
 
 
 def to_policy(rule: Rule) -> Policy:

@@ -16,12 +16,18 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from serving.model import LoadOptions, check_output, warm_up_sizes, zeros_batch
 from serving.signature import ModelDirectoryError, ModelSignature, Variant
+
+
+class Handler(Protocol):
+    """What load() returns: an object with predict (checked when the model loads)."""
+
+    def predict(self, batch: Any) -> Any: ...
 
 
 class HandlerModel:
@@ -46,12 +52,12 @@ class HandlerModel:
                 f"{path}: a python handler needs a module-level load(model_dir) that returns "
                 "an object with predict(batch)"
             )
-        self.obj = load(model_dir)
-        if not callable(getattr(self.obj, "predict", None)):
+        obj = load(model_dir)
+        if not callable(getattr(obj, "predict", None)):
             raise ModelDirectoryError(
-                f"{path}: load() returned {type(self.obj).__name__}, which has no "
-                "predict(batch) method"
+                f"{path}: load() returned {type(obj).__name__}, which has no predict(batch) method"
             )
+        self.obj = cast(Handler, obj)
         self._pre: Callable[[Any], Any] | None = getattr(self.obj, "preprocess", None)
         self._post: Callable[[Any], Any] | None = getattr(self.obj, "postprocess", None)
         self._output_dtype = signature.output.dtype

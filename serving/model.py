@@ -39,11 +39,20 @@ class Model(Protocol):
 
 
 class LoadOptions(Protocol):
-    """The runtime settings a loader honours (ServerConfig has them all)."""
+    """The runtime settings a loader honours (ServerConfig has them all).
 
-    device: str
-    threads: int
-    dtype: str
+    Read-only members: loaders only read them, and the frozen dataclasses that carry them
+    (ServerConfig, the evaluator's Options) cannot be written.
+    """
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def threads(self) -> int: ...
+
+    @property
+    def dtype(self) -> str: ...
 
 
 def load_model(model_dir: Path, variant: str, options: LoadOptions) -> Model:

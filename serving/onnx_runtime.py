@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -77,6 +78,9 @@ class OnnxModel:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run one pass on a batch shaped like the model's input; returns the first output."""
         (output,) = self.session.run(self._output_names, {self._input_name: batch})
+        # run() is typed for every ONNX value (sequences, maps, sparse tensors); a served graph's
+        # first output is a dense tensor, which onnxruntime returns as an ndarray.
+        output = cast(np.ndarray, output)
         if output.dtype != self._output_dtype:
             output = output.astype(self._output_dtype)
         return output

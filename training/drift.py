@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -32,6 +32,13 @@ MAX_FEATURES = 32  # above this, samples are summarised (images)
 BASELINE_SAMPLE = 2000  # training samples kept per feature
 ALPHA = 0.01  # family-wise significance before the Bonferroni correction
 EXIT_ERROR = 2
+
+
+class _TestResult(Protocol):
+    """scipy's KstestResult, a class built at run time, so invisible to a type checker."""
+
+    statistic: float
+    pvalue: float
 
 
 class DriftError(Exception):
@@ -101,7 +108,7 @@ def check(reference: dict[str, Any], x: np.ndarray, alpha: float = ALPHA) -> Dri
     if list(reference["features"]) != names:
         raise DriftError("the baseline's features do not match the captured samples'")
     p_values = {
-        name: float(ks_2samp(reference["features"][name], values[:, i]).pvalue)
+        name: float(cast(_TestResult, ks_2samp(reference["features"][name], values[:, i])).pvalue)
         for i, name in enumerate(names)
     }
     return DriftReport(samples=len(values), p_values=p_values, threshold=alpha / len(names))

@@ -90,11 +90,11 @@ def convert(decl: Hyperparameter, raw: object) -> Value:
             raise problem
     if decl.choices and value not in decl.choices:
         raise problem
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if numeric and (decl.min is not None and value < decl.min):
-        raise problem
-    if numeric and (decl.max is not None and value > decl.max):
-        raise problem
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if decl.min is not None and value < decl.min:
+            raise problem
+        if decl.max is not None and value > decl.max:
+            raise problem
     return value
 
 

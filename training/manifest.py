@@ -221,7 +221,7 @@ class ModelManifest(Schema):
             found.append(
                 Where(("name",), self.name, "must equal the directory name", directory.name)
             )
-        named = {
+        named: dict[tuple[str, ...], str | None] = {
             ("serve", "example"): self.serve.example,
             ("train", "entryPoint"): self.train.entry_point,
         }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,22 @@ class Rule:
         return {
             key: spec["default"] for key, spec in self.config_schema.items() if "default" in spec
         }
+
+    # `check` is one of two shapes, told apart by `scope`; the adapters call it through these,
+    # which say which shape they expect (every rule's check matches its scope, see the tests).
+    def check_resource(
+        self, resource_type: str, props: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> Iterable[str]:
+        """A resource rule's messages for one resource's properties."""
+        assert self.scope == "resource", f"{self.name} is a {self.scope} rule"
+        return cast(ResourceCheck, self.check)(resource_type, props, config)
+
+    def check_stack(
+        self, resources: Sequence[StackResource], config: Mapping[str, Any], facts: StackFacts
+    ) -> Iterable[tuple[str, str | None]]:
+        """A stack rule's (message, URN or None) pairs for the whole stack."""
+        assert self.scope == "stack", f"{self.name} is a {self.scope} rule"
+        return cast(StackCheck, self.check)(resources, config, facts)
 
 
 def all_rules() -> list[Rule]:

@@ -113,8 +113,9 @@ def stack_gpus(resources: Sequence[StackResource]) -> list[tuple[str, int]]:
             out.append((r.name, _pool_gpus(r.props)))
         elif r.type == ENDPOINT_CONFIG:
             endpoint = config_to_endpoint.get(r.props.get("name"))
+            scaled = endpoint_max.get(endpoint) if isinstance(endpoint, str) else None
             for v in variants(r.props):
-                count = endpoint_max.get(endpoint) or int(v.get("initialInstanceCount") or 0)
+                count = scaled or int(v.get("initialInstanceCount") or 0)
                 out.append((r.name, count * gpus(v.get("instanceType"))))
         elif r.type == PIPELINE:
             for step in training_steps(r.props.get("pipelineDefinition")):

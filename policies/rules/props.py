@@ -133,10 +133,11 @@ def training_steps(definition: Any) -> Iterator[TrainingStep]:
     doc = json_doc(definition)
     if not isinstance(doc, Mapping):
         return
+    # Only named parameters can be referenced (`Parameters.<Name>`).
     parameters = {
-        p.get("Name"): p.get("DefaultValue")
+        name: p.get("DefaultValue")
         for p in as_list(doc.get("Parameters"))
-        if isinstance(p, Mapping)
+        if isinstance(p, Mapping) and isinstance(name := p.get("Name"), str)
     }
     for step in as_list(doc.get("Steps")):
         if not isinstance(step, Mapping) or step.get("Type") not in ("Training", "Tuning"):

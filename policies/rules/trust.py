@@ -173,12 +173,15 @@ def _recommended(usages: Sequence[Usage], partition: str, region: str, account: 
     # One role for inference and jobs: only the account-wide form matches every use.
     if "inference" in names:
         usages = [u for u in usages if u[1] == "inference"]
-    return sorted(
-        {
-            restrictions.source_arn(s, u, partition=partition, region=region, account=account, **n)
-            for s, u, n in usages
-        }
-    )
+    forms: set[str] = set()
+    for s, u, n in usages:
+        form = restrictions.source_arn(
+            s, u, partition=partition, region=region, account=account, **n
+        )
+        # None: AWS documents no form for the use (the rule passes only documented uses here).
+        if form is not None:
+            forms.add(form)
+    return sorted(forms)
 
 
 def source_arn(
@@ -242,7 +245,7 @@ def _associations(
         for item, namespace in items:
             role_arn = item.get("roleArn")
             parts = _arn_parts(role_arn)
-            if not parts or not isinstance(cluster, str):
+            if not parts or not isinstance(role_arn, str) or not isinstance(cluster, str):
                 continue
             cluster_arn = clusters.get(cluster) or (
                 f"arn:{parts[0]}:eks:{region}:{parts[1]}:cluster/{cluster}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -118,6 +119,20 @@ def test_pack_has_one_policy_per_rule_with_valid_names():
     assert names == [r.name for r in all_rules()]
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"[a-z0-9-]{1,100}", n) and n != "all" for n in names)
+
+
+def test_every_rules_check_has_the_shape_its_scope_says():
+    # The adapters call a rule through check_resource or check_stack, chosen by its scope.
+    shapes = {
+        "resource": ["resource_type", "props", "config"],
+        "stack": ["resources", "config", "facts"],
+    }
+    wrong = [
+        r.name
+        for r in all_rules()
+        if list(inspect.signature(r.check).parameters) != shapes[r.scope]
+    ]
+    assert wrong == []
 
 
 def test_every_rule_has_a_positive_match_test():

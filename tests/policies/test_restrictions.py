@@ -46,6 +46,13 @@ def test_every_service_trust_form_has_a_source_and_unsettled_ones_say_why():
             assert entry["why"], service
 
 
+def test_a_use_with_a_documented_source_arn_has_a_recommended_form_too():
+    # iam-trust-source-arn recommends a form for every use whose sent form is documented.
+    for service, entry in restrictions.service_trust().items():
+        for usage, forms in entry.get("usages", {}).items():
+            assert (forms["sends"] is None) == (forms["recommended"] is None), (service, usage)
+
+
 def test_the_inference_source_arn_is_exactly_the_account_wide_form():
     arn = restrictions.source_arn(
         "sagemaker.amazonaws.com", "inference", partition="aws", region="eu-west-1", account="1"

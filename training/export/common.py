@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -105,7 +105,12 @@ def onnx_outputs(path: Path, x: np.ndarray, batch: int = 4096) -> list[np.ndarra
     options.log_severity_level = 3  # errors only: shape-inference notes are noise in a job log
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    chunks = [session.run(None, {name: x[i : i + batch]}) for i in range(0, len(x), batch)]
+    # run() is typed for every ONNX value (sequences, maps, sparse tensors); the exported graphs
+    # have dense tensor outputs only (no ZipMap), which onnxruntime returns as ndarrays.
+    chunks = [
+        cast("list[np.ndarray]", session.run(None, {name: x[i : i + batch]}))
+        for i in range(0, len(x), batch)
+    ]
     return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 
 

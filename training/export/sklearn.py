@@ -58,7 +58,9 @@ def to_onnx(model: Any, features: int, task: str, input_name: str) -> Any:
     options = {"zipmap": False} if task == "classification" else None
     return convert(
         model,
-        initial_types=[(input_name, FloatTensorType([None, features]))],
+        # skl2onnx annotates initial_types as (name, shape) pairs, yet documents and expects
+        # (name, data type) pairs like this one.
+        initial_types=[(input_name, FloatTensorType([None, features]))],  # pyright: ignore[reportArgumentType]
         options=options,
         # XGBoost's converter emits ai.onnx.ml 5, which skl2onnx refuses beyond 3.
         target_opset={"": OPSET, "ai.onnx.ml": 3},

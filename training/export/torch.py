@@ -49,7 +49,8 @@ def _plain_module(model: nn.Module) -> nn.Module:
             break
         model = inner
     model = copy.deepcopy(model).to("cpu", torch.float32)
-    return model.to(memory_format=torch.contiguous_format).eval()
+    # Module.to's overloads leave out memory_format, which it takes (documented, and parsed).
+    return model.to(memory_format=torch.contiguous_format).eval()  # pyright: ignore[reportCallIssue]
 
 
 def _torchscript(model: nn.Module, example: np.ndarray) -> torch.jit.ScriptModule:
@@ -60,7 +61,10 @@ def _torchscript(model: nn.Module, example: np.ndarray) -> torch.jit.ScriptModul
         log.warning(
             "torch.jit.script failed (%s); tracing the model instead", str(err).splitlines()[0]
         )
-        return torch.jit.trace(model, torch.from_numpy(example))
+        traced = torch.jit.trace(model, torch.from_numpy(example))
+        # Tracing a module gives a TopLevelTracedModule (a ScriptModule); trace() is unannotated.
+        assert isinstance(traced, torch.jit.ScriptModule)
+        return traced
 
 
 @torch.no_grad()
