@@ -71,9 +71,9 @@ def test_a_model_directory_without_model_json_stops_the_server_with_status_3(
     ("model_json", "flags", "message"),
     [
         (
-            {**SIGNATURE, "format": "tensorflow-savedmodel"},
+            {**SIGNATURE, "format": "pmml"},
             [],
-            "format 'tensorflow-savedmodel' is not supported; allowed: torchscript, onnx, python",
+            "format 'pmml' is not supported; allowed: torchscript, onnx, python, tensorflow-savedmodel",
         ),
         (SIGNATURE, ["--variant", "fp8"], "variant 'fp8' is not declared; allowed: default"),
     ],

@@ -123,8 +123,8 @@ def test_an_undeclared_variant_is_refused_listing_the_declared_ones(
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 64]}]}, "must start with -1"),
         ({"labels": ["a", "b"]}, "2 labels but outputs"),
         (
-            {"format": "tensorflow-savedmodel"},
-            "format 'tensorflow-savedmodel' is not supported; allowed: torchscript, onnx, python",
+            {"format": "pmml"},
+            "format 'pmml' is not supported; allowed: torchscript, onnx, python, tensorflow-savedmodel",
         ),
         ({"preferred_dtype": "int4"}, "preferred_dtype 'int4'"),
         (

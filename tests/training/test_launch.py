@@ -188,5 +188,5 @@ def test_an_unknown_command_prints_usage(python) -> None:
     result = python("-m", "training", "serve")
     assert (
         result.returncode == 2
-        and "usage: python -m training {launch,train,prepare,evaluate,schema}" in result.stderr
+        and "usage: python -m training {launch,train,prepare,schema}" in result.stderr
     )
