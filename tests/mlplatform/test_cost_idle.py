@@ -254,3 +254,10 @@ def test_readme_shows_what_every_shipped_stack_costs():
     shown = readme.block(README, COSTS_START, COSTS_END)
     expected = shipped_costs([preview(_shipped_plan(s)) for s in shipped_stacks()])
     assert shown == expected, "README.md's stack costs are stale: run `python -m mlplatform.report`"
+
+
+def test_a_stack_with_experiment_tracking_pays_for_its_server_every_hour(plan_variant):
+    est = preview(plan_variant("dev", {"mlplatform:tracking": {"enabled": True}})).estimate
+    [server] = [line for line in est.lines if line.kind == "MLflow tracking server"]
+    assert server.monthly_min == server.monthly_max == round(0.6 * 730, 2)
+    assert est.unpriced == []
