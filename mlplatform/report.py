@@ -15,6 +15,14 @@ from typing import Any
 from mlplatform import changes, prices
 from mlplatform import readme as readme_file
 from mlplatform.cost import CostLine, Estimate, estimate
+from mlplatform.cost.present import (
+    idle_sentence,
+    network_choices,
+    network_markdown,
+    pie,
+    stacks_table,
+    usd,
+)
 from mlplatform.plan import Plan, PlannedResource
 from mlplatform.prices import PriceTable
 from mlplatform.progress import Progress
@@ -22,10 +30,12 @@ from policies.offline import (
     Violation,
     check_plan,
     effective,
+    facts,
     load_config,
     stack_resources,
 )
 from policies.rules.budget import RULES as BUDGET_RULES
+from policies.rules.budget import stack_usage
 
 MARKER = "<!-- mlplatform-preview:{stack} -->"
 
@@ -33,11 +43,6 @@ MARKER = "<!-- mlplatform-preview:{stack} -->"
 def marker(stack: str) -> str:
     """The hidden line a workflow searches for to update this stack's comment in place."""
     return MARKER.format(stack=stack)
-
-
-def usd(value: float) -> str:
-    """Dollars with cents and thousands separators."""
-    return f"${value:,.2f}"
 
 
 def _cell(text: str) -> str:
@@ -73,7 +78,7 @@ class Preview:
     @property
     def basis(self) -> str:
         if self.compare_at == "expected":
-            return f"expected ({self.scale_out:.0%} of the way from min to max)"
+            return f"expected ({self.scale_out:.0%} scale-out, assumed usage)"
         return f"at {self.compare_at} scale"
 
     def lines(self) -> list[CostLine]:
@@ -111,26 +116,8 @@ class Preview:
         if self.base is not None:
             delta = changes.cost_delta(self.base, est.monthly_min, est.monthly_max)
             out += [*changes.markdown(changes.diff(self.base, plan), delta), ""]
-        out += [
-            f"#### Monthly cost vs budget ({self.prices.region} on-demand prices of {self.prices.date})",
-            "",
-            "| resource | kind | detail | min | max |",
-            "| --- | --- | --- | ---: | ---: |",
-            *[
-                f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {usd(c.monthly_min)} | {usd(c.monthly_max)} |"
-                for c in self.lines()
-            ],
-            f"| **total** | | | **{usd(est.monthly_min)}** | **{usd(est.monthly_max)}** |",
-            f"| **compared with the budget**: {self.basis} | | | | **{usd(self.compared)}** |",
-            f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | **{usd(self.budget)}** |",
-        ]
-        if est.unpriced:
-            out += [
-                "",
-                f"Not priced (add to `mlplatform/prices/{self.prices.region}.json`): "
-                + ", ".join(sorted(est.unpriced)),
-            ]
-        out += ["", "#### Policy violations", ""]
+        out += [*self.cost_markdown(), ""]
+        out += ["#### Policy violations", ""]
         if self.violations:
             out += [
                 "| severity | enforcement | policy | resource | message |",
@@ -157,6 +144,44 @@ class Preview:
         ]
         return "\n".join(out)
 
+    def cost_markdown(self) -> list[str]:
+        """The cost section: idle, expected and max, the lines, the chart, the network
+        choices and the assumptions."""
+        est, s = self.estimate, self.scale_out
+        network = self.plan.config.network
+        choices = network_choices(est, network.nat_gateways, network.private_endpoints)
+        out = [
+            f"#### Monthly cost vs budget ({self.prices.region} on-demand prices of {self.prices.date})",
+            "",
+            f"**{idle_sentence(est, s)}**",
+            "",
+            "| resource | kind | detail | idle (min) | expected | max |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
+            *[
+                f"| {_cell(c.name)} | {c.kind} | {_cell(c.detail)} | {usd(c.monthly_min)} "
+                f"| {usd(c.expected(s))} | {usd(c.monthly_max)} |"
+                for c in self.lines()
+            ],
+            f"| **total** | | | **{usd(est.monthly_min)}** | **{usd(est.monthly_expected(s))}** "
+            f"| **{usd(est.monthly_max)}** |",
+            f"| **compared with the budget**: {self.basis} | | | | | **{usd(self.compared)}** |",
+            f"| **budget** (`mlplatform:budget.monthlyUsd`) | | | | | **{usd(self.budget)}** |",
+        ]
+        if est.unpriced:
+            out += [
+                "",
+                f"Not priced (add to `mlplatform/prices/{self.prices.region}.json`): "
+                + ", ".join(sorted(est.unpriced)),
+            ]
+        chart = pie(est, s)
+        if chart:
+            out += ["", chart]
+        out += ["", "Network choices (`mlplatform:network`):", "", *network_markdown(choices)]
+        if est.assumptions:
+            out += ["", "Assumed usage (the figures rest on these):", ""]
+            out += [f"- {_cell(a)}" for a in est.assumptions]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "violations": [v.to_json() for v in self.violations],
@@ -166,12 +191,14 @@ class Preview:
                 "budgetMonthlyUsd": self.budget,
                 "monthlyMinUsd": self.estimate.monthly_min,
                 "monthlyMaxUsd": self.estimate.monthly_max,
+                "monthlyExpectedUsd": self.estimate.monthly_expected(self.scale_out),
                 "comparedWithBudget": {
                     "basis": self.compare_at,
                     "scaleOut": self.scale_out,
                     "monthlyUsd": self.compared,
                 },
                 "unpriced": sorted(self.estimate.unpriced),
+                "assumptions": self.estimate.assumptions,
                 "lines": [asdict(c) for c in self.lines()],
             },
         }
@@ -210,7 +237,7 @@ def preview(
         progress("estimating cost")
     try:
         table = prices.load(plan.config.region)
-        cost = estimate(stack_resources(plan), table)
+        cost = estimate(stack_resources(plan), table, stack_usage(budget_params, facts(plan)))
     except FileNotFoundError:
         # The budget policy reports the missing table; the comment still renders.
         table, cost = (
@@ -230,10 +257,13 @@ def preview(
     )
 
 
-# --- the README shows the dev stack's PR comment, kept current by `python -m mlplatform.report` -----
+# --- README blocks kept current by `python -m mlplatform.report`: the dev stack's PR comment and
+# what every shipped stack costs ------------------------------------------------------------------
 
 README_START = "<!-- preview-example:start (generated by `python -m mlplatform.report`) -->"
 README_END = "<!-- preview-example:end -->"
+COSTS_START = "<!-- shipped-costs:start (generated by `python -m mlplatform.report`) -->"
+COSTS_END = "<!-- shipped-costs:end -->"
 
 
 def update_readme(readme: Path, text: str) -> bool:
@@ -241,12 +271,38 @@ def update_readme(readme: Path, text: str) -> bool:
     return readme_file.update(readme, README_START, README_END, text)
 
 
-if __name__ == "__main__":
+def shipped_stacks() -> list[str]:
+    """The stack files in stacks/, by name."""
+    from infra.stackfile import STACKS_DIR
+
+    return sorted(p.name.split(".")[1] for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+def shipped_preview(stack: str) -> Preview:
     from infra.stackfile import STACKS_DIR
     from mlplatform.plan import plan_stack
 
-    root = Path(__file__).resolve().parent.parent
-    changed = update_readme(
-        root / "README.md", preview(plan_stack(STACKS_DIR / "Pulumi.dev.yaml", "dev")).markdown()
+    return preview(plan_stack(STACKS_DIR / f"Pulumi.{stack}.yaml", stack))
+
+
+def readme_example() -> str:
+    """The shipped dev stack's PR comment, as the README shows it."""
+    return shipped_preview("dev").markdown()
+
+
+def shipped_costs(previews: list[Preview]) -> str:
+    """The README's table of what each shipped stack costs idle, expected and at most."""
+    return stacks_table(
+        [
+            (c.plan.stack, c.plan.config.environment, c.estimate, c.scale_out, c.budget)
+            for c in previews
+        ]
     )
+
+
+if __name__ == "__main__":
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    changed = update_readme(readme, readme_example())
+    table = shipped_costs([shipped_preview(s) for s in shipped_stacks()])
+    changed = readme_file.update(readme, COSTS_START, COSTS_END, table) or changed
     print("README.md updated" if changed else "README.md already current")

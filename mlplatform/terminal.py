@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from mlplatform.cost.present import idle_sentence
 from mlplatform.plan import Plan, PlannedResource
 from mlplatform.report import Preview, usd
 from policies.offline import SEVERITY_ORDER
@@ -133,23 +134,43 @@ def violations(checked: Preview) -> RenderableType:
 
 
 def cost(checked: Preview) -> RenderableType:
-    """Each priced resource at minimum and maximum scale, the totals and the budget."""
-    est, prices = checked.estimate, checked.prices
+    """Each priced resource idle, expected and at maximum scale, the totals, the budget and the
+    usage the figures assume."""
+    est, prices, scale_out = checked.estimate, checked.prices, checked.scale_out
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("RESOURCE", "KIND", "DETAIL"):
         table.add_column(column)
-    table.add_column("MIN/MONTH", justify="right")
-    table.add_column("MAX/MONTH", justify="right")
+    for column in ("IDLE/MONTH", "EXPECTED", "MAX/MONTH"):
+        table.add_column(column, justify="right")
     for c in checked.lines():
-        table.add_row(c.name, c.kind, c.detail, usd(c.monthly_min), usd(c.monthly_max))
-    table.add_row("TOTAL", "", "", usd(est.monthly_min), usd(est.monthly_max), style="bold")
-    table.add_row("BUDGET", "", "", "", usd(checked.budget), style="bold")
+        table.add_row(
+            c.name,
+            c.kind,
+            c.detail,
+            usd(c.monthly_min),
+            usd(c.expected(scale_out)),
+            usd(c.monthly_max),
+        )
+    table.add_row(
+        "TOTAL",
+        "",
+        "",
+        usd(est.monthly_min),
+        usd(est.monthly_expected(scale_out)),
+        usd(est.monthly_max),
+        style="bold",
+    )
+    table.add_row("BUDGET", "", "", "", "", usd(checked.budget), style="bold")
     parts: list[RenderableType] = [
         Text(f"Cost estimate ({prices.region} prices of {prices.date}):"),
         table,
+        Text(idle_sentence(est, scale_out), style="bold"),
     ]
     if est.unpriced:
         parts.append(Text(f"not priced: {', '.join(sorted(est.unpriced))}"))
+    if est.assumptions:
+        parts.append(Text("Assumed usage (the figures rest on these):"))
+        parts += [Text(f"  - {a}") for a in est.assumptions]
     return Group(*parts)
 
 

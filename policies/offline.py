@@ -68,7 +68,11 @@ def stack_resources(plan: Plan) -> list[StackResource]:
 
 def facts(plan: Plan) -> StackFacts:
     return StackFacts(
-        plan.stack, plan.config.environment, plan.config.region, plan.config.budget.monthly_usd
+        plan.stack,
+        plan.config.environment,
+        plan.config.region,
+        plan.config.budget.monthly_usd,
+        tuple(m.model_dump(mode="json", by_alias=True) for m in plan.config.models),
     )
 
 

@@ -23,8 +23,8 @@ PACK_NAME = "mlplatform-guardrails"
 
 
 def stack_facts() -> StackFacts:
-    """Stack name, environment, region and budget from the stack config the engine passes to
-    the policy process (PULUMI_STACK / PULUMI_CONFIG)."""
+    """Stack name, environment, region, budget and models from the stack config the engine
+    passes to the policy process (PULUMI_STACK / PULUMI_CONFIG)."""
     import pulumi
 
     config = pulumi.Config("mlplatform")
@@ -35,6 +35,7 @@ def stack_facts() -> StackFacts:
         environment=config.get("environment") or stack,
         region=pulumi.Config("aws").get("region") or "us-east-1",
         budget_monthly_usd=budget.get("monthlyUsd", 1000.0),
+        models=tuple(config.get_object("models") or ()),
     )
 
 

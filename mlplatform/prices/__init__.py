@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,10 @@ class PriceTable:
     sagemaker_hourly: dict[str, float]
     services: dict[str, float]
     assumptions: dict[str, float]
+    image_gb: dict[str, float] = field(default_factory=dict)
+    """Compressed platform image size per framework (`other` for the rest)."""
+    mlflow_hourly: dict[str, float] = field(default_factory=dict)
+    """Managed MLflow tracking server price per size."""
 
     def hourly(self, instance_type: str) -> float | None:
         """The on-demand price of an EC2 or SageMaker (`ml.*`) instance type, if listed."""
@@ -46,6 +50,8 @@ def from_document(document: dict[str, Any]) -> PriceTable:
         sagemaker_hourly=dict(document["sagemakerHourly"]),
         services=dict(document["services"]),
         assumptions=dict(document["assumptions"]),
+        image_gb=dict(document.get("imageGb", {})),
+        mlflow_hourly=dict(document.get("mlflowTrackingServerHourly", {})),
     )
 
 

@@ -31,6 +31,8 @@ class StackFacts:
     environment: str
     region: str
     budget_monthly_usd: float | None
+    models: tuple[Mapping[str, Any], ...] = ()
+    """The stack's `mlplatform:models` entries as the stack file spells them (camelCase)."""
 
 
 ResourceCheck = Callable[[str, Mapping[str, Any], Mapping[str, Any]], Iterable[str]]

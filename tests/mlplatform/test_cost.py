@@ -1,4 +1,5 @@
-"""The cost estimate: schedules, node pools, endpoints, training, the price table and its refresh."""
+"""The cost estimate: schedules, node pools, endpoints, storage, network, the price table and its
+refresh; runs are in test_cost_runs.py."""
 
 from __future__ import annotations
 
@@ -123,39 +124,6 @@ def test_endpoints_run_between_their_autoscaling_bounds():
         round(1.408 * 730 * 2, 2),
         round(1.408 * 730 * 5, 2),
     )
-
-
-def test_scheduled_training_costs_its_runs_at_max_runtime_with_the_spot_discount():
-    definition = {
-        "Steps": [
-            {
-                "Name": "Train",
-                "Type": "Training",
-                "Arguments": {
-                    "ResourceConfig": {"InstanceType": "ml.g5.2xlarge", "InstanceCount": 2},
-                    "StoppingCondition": {"MaxRuntimeInSeconds": 4 * 3600},
-                    "EnableManagedSpotTraining": True,
-                },
-            }
-        ]
-    }
-    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p"
-    pipeline = _r(
-        "aws:sagemaker/pipeline:Pipeline", "p", arn=arn, pipelineDefinition=json.dumps(definition)
-    )
-    weekly = _r(
-        "aws:scheduler/schedule:Schedule",
-        "s",
-        scheduleExpression="rate(7 days)",
-        target={"arn": arn},
-    )
-    [line] = estimate([pipeline, weekly], PRICES).lines
-    runs = 730 / 24 / 7
-    assert line.monthly_max == pytest.approx(
-        runs * 8 * 1.515 * PRICES.assumptions["sagemakerSpotFactor"], abs=0.01
-    )
-    [unscheduled] = estimate([pipeline], PRICES).lines
-    assert unscheduled.monthly_max == 0 and "by hand" in unscheduled.detail
 
 
 def test_unknown_instance_types_are_listed_not_guessed():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from infra.stackfile import STACKS_DIR
 from mlplatform.cli import main
-from mlplatform.report import README_END, README_START, marker, preview
+from mlplatform.cost import GROUPS
+from mlplatform.report import README_END, README_START, marker, preview, readme_example
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -60,15 +62,48 @@ def test_a_mandatory_violation_fails_the_check_in_every_format(tmp_path, capsys)
     assert "cannot merge" in out
 
 
-def test_readme_shows_the_current_dev_pr_comment(plan_of):
+def test_readme_shows_the_current_dev_pr_comment():
     readme = README.read_text()
     assert README_START in readme and README_END in readme
     shown = readme[
         readme.index(README_START) + len(README_START) : readme.index(README_END)
     ].strip()
-    assert shown == preview(plan_of("dev")).markdown().strip(), (
+    # The shipped dev stack, as `python -m mlplatform.report` renders it.
+    assert shown == readme_example().strip(), (
         "README.md's example PR comment is stale: run `python -m mlplatform.report`"
     )
+
+
+def test_pr_comment_says_what_the_stack_costs_idle_and_charts_where_money_goes(plan_of):
+    checked = preview(plan_of("dev"))
+    text, est = checked.markdown(), checked.estimate
+    assert f"**Idle (nothing running): ${est.monthly_min:,.2f}/month." in text
+    chart = text[text.index("pie showData") : text.index("```", text.index("pie showData"))]
+    slices = {line.split('"')[1]: float(line.rsplit(":", 1)[1]) for line in chart.splitlines()[2:]}
+    assert list(slices) == [g for g in GROUPS if g in slices] and "runs" in slices
+    assert sum(slices.values()) == pytest.approx(est.monthly_expected(checked.scale_out), abs=0.05)
+    assert text == preview(plan_of("dev")).markdown()  # deterministic
+
+
+def test_pr_comment_prices_each_network_choice_with_what_it_is_for(plan_of):
+    text = preview(plan_of("prod")).markdown()
+    section = text[text.index("Network choices") : text.index("Assumed usage")]
+    assert "| NAT gateways | `natGateways: perZone`: 3 | outbound internet" in section
+    assert "| interface endpoints | `privateEndpoints: true`: 7 |" in section
+    assert "| flow logs | always: 1 | a record of every connection" in section
+
+
+def test_pr_comment_and_text_list_every_assumption_a_figure_rests_on(plan_of, capsys):
+    checked = preview(plan_of("dev"))
+    assumption = (
+        "digits training: 20 runs a month assumed (dev policy default; set training.runsPerMonth)"
+    )
+    assert f"- {assumption}" in checked.markdown()
+    fixtures = Path(__file__).resolve().parents[1] / "stacks"
+    assert main(["plan", "--stack", "dev", "--stacks-dir", str(fixtures), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Idle (nothing running): $" in out and f"  - {assumption}" in out
+    assert "IDLE/MONTH" in out and "EXPECTED" in out
 
 
 def _base_json(plan) -> dict:
