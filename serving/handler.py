@@ -2,8 +2,10 @@
 
     def load(model_dir: pathlib.Path) -> object: ...   # module level; returns the model object
 
-The object has `predict(batch: np.ndarray) -> np.ndarray` and optionally `preprocess(batch)` and
-`postprocess(output)`, each numpy in, numpy (or anything np.asarray takes) out. It knows nothing
+The object has `predict(batch: np.ndarray)` and optionally `preprocess(batch)` and
+`postprocess(output)`, each numpy in, numpy (or anything np.asarray takes) out. `predict` (or
+`postprocess`) may return a dict of named outputs, as model.json declares them; the server answers
+from the served output (signature.py). It knows nothing
 of HTTP: the server decodes and checks requests against model.json before calling it, batches
 them, and encodes what it returns. The model directory is put on sys.path, so the handler can
 import modules shipped beside it.
@@ -68,6 +70,14 @@ class HandlerModel:
         y = self.obj.predict(x)
         if self._post is not None:
             y = self._post(y)
+        if isinstance(y, dict):
+            name = self.signature.output.name
+            if name not in y:
+                raise ModelDirectoryError(
+                    f"{self.variant.path}: predict returned outputs {sorted(y)}, without "
+                    f"{name!r}, the output {self.signature.source} serves"
+                )
+            y = y[name]
         return np.asarray(y, dtype=self._output_dtype)
 
     def warm_up(self, max_batch_size: int) -> None:

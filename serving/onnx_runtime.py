@@ -70,16 +70,23 @@ class OnnxModel:
                 f"{path}: the graph takes {len(inputs)} inputs; the server feeds exactly one"
             )
         # The graph's own names, whatever the exporter called them; model.json's names are
-        # the ones clients see.
+        # the ones clients see. A graph with several outputs returns them in model.json's
+        # order: the served one is taken by position.
+        declared = len(signature.outputs) or 1
+        if len(outputs) != declared:
+            raise ModelDirectoryError(
+                f"{path}: the graph has {len(outputs)} outputs but {signature.source} declares "
+                f"{declared}"
+            )
         self._input_name = inputs[0].name
-        self._output_names = [outputs[0].name]
+        self._output_names = [outputs[signature.output_index].name]
         self._output_dtype = signature.output.dtype
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Run one pass on a batch shaped like the model's input; returns the first output."""
+        """Run one pass on a batch shaped like the model's input; returns the served output."""
         (output,) = self.session.run(self._output_names, {self._input_name: batch})
         # run() is typed for every ONNX value (sequences, maps, sparse tensors); a served graph's
-        # first output is a dense tensor, which onnxruntime returns as an ndarray.
+        # output is a dense tensor, which onnxruntime returns as an ndarray.
         output = cast(np.ndarray, output)
         if output.dtype != self._output_dtype:
             output = output.astype(self._output_dtype)

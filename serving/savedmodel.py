@@ -57,10 +57,13 @@ class SavedModel:
         self.device = "cpu" if options.device == "cpu" else "auto"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Run one pass; returns the signature's first output as the model.json dtype."""
+        """Run one pass; returns the served output (by name, else the first) as model.json's
+        dtype."""
         outputs = self._serve(**{self._input_name: self._tf.constant(batch)})
-        first = next(iter(outputs.values())).numpy()
-        return first.astype(self.signature.output.dtype, copy=False)
+        served = outputs.get(self.signature.output.name)
+        if served is None:
+            served = next(iter(outputs.values()))
+        return served.numpy().astype(self.signature.output.dtype, copy=False)
 
     def warm_up(self, max_batch_size: int) -> None:
         """One pass per common batch size: TensorFlow traces each new shape once."""

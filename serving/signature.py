@@ -7,9 +7,17 @@
      "task": "classification",                        # optional: or "regression"
      "allow_non_finite": false,                       # optional: accept NaN/Infinity inputs
      "preferred_dtype": "bfloat16",                   # optional: compute dtype on a GPU
+     "served_output": "logits",                       # optional: see below
      "variants": {"default": {"format": "torchscript", "path": "model.pt"},
                   "onnx": {"format": "onnx", "path": "model.onnx"},
                   "int8": {"format": "onnx", "path": "model-int8.onnx"}}}
+
+A model may declare several outputs (scikit-learn's ONNX graphs have `label` and
+`probabilities`); the server answers from one, the *served output*: `served_output` when given,
+else a classification's per-class scores (the first floating-point output of shape
+[-1, classes]), else the first floating-point output. Labels, metrics and the protocols' output
+all describe that one; an ONNX graph or a python handler returning several picks it by position
+or by name.
 
 Without `variants` (model.json as exported before variants existed), the top-level `format`
 (default torchscript) names the format and the files are the format's usual ones: `default` is
@@ -88,11 +96,11 @@ class Variant:
 
 @dataclass(frozen=True)
 class ModelSignature:
-    """What model.json says: name, one input, one output, labels, task and variants."""
+    """What model.json says: name, one input, the served output, labels, task and variants."""
 
     name: str
     input: TensorSpec
-    output: TensorSpec
+    output: TensorSpec  # the served output
     labels: tuple[str, ...] = ()
     task: str = "classification"
     allow_non_finite: bool = False
@@ -102,6 +110,13 @@ class ModelSignature:
     # True when model.json has no "variants" and they follow from "format" (older exports).
     implied_variants: bool = False
     source: Path = Path("model.json")
+    # Every output model.json declares, in order (the served one among them).
+    outputs: tuple[TensorSpec, ...] = ()
+
+    @property
+    def output_index(self) -> int:
+        """The served output's position among the declared outputs (graphs return them so)."""
+        return next((i for i, o in enumerate(self.outputs) if o == self.output), 0)
 
     @classmethod
     def from_file(cls, path: Path) -> ModelSignature:
@@ -138,26 +153,33 @@ def _parse(path: Path, doc: dict[str, Any]) -> ModelSignature:
             raise ModelDirectoryError(f"{path}: missing key {key!r}")
     if not isinstance(doc["inputs"], list) or not isinstance(doc["outputs"], list):
         raise ModelDirectoryError(f"{path}: inputs and outputs must be lists of tensor specs")
-    if len(doc["inputs"]) != 1 or len(doc["outputs"]) != 1:
-        raise ModelDirectoryError(f"{path}: exactly one input and one output are supported")
+    if len(doc["inputs"]) != 1:
+        raise ModelDirectoryError(
+            f"{path}: exactly one input is supported, got {len(doc['inputs'])}"
+        )
+    if not doc["outputs"]:
+        raise ModelDirectoryError(f"{path}: outputs is empty; declare at least one")
     inp = _tensor_spec(path, "inputs[0]", doc["inputs"][0])
-    out = _tensor_spec(path, "outputs[0]", doc["outputs"][0])
+    outputs = tuple(
+        _tensor_spec(path, f"outputs[{i}]", spec) for i, spec in enumerate(doc["outputs"])
+    )
     labels = tuple(str(label) for label in doc.get("labels", ()))
+    out = _served_output(path, outputs, doc.get("served_output"), doc.get("task"))
     task = doc.get("task", _default_task(out, labels))
     _choice(path, "task", task, TASKS)
     if task == "regression" and out.shape not in ((-1,), (-1, 1)):
         raise ModelDirectoryError(
-            f"{path}: task 'regression' needs outputs[0].shape [-1] or [-1, 1], "
+            f"{path}: task 'regression' needs output {out.name!r} of shape [-1] or [-1, 1], "
             f"got {list(out.shape)}"
         )
     if labels and (task != "classification" or len(out.shape) != 2):
         raise ModelDirectoryError(
-            f"{path}: labels need task 'classification' and outputs[0] of shape "
+            f"{path}: labels need task 'classification' and output {out.name!r} of shape "
             f"[-1, classes], got task {task!r} and shape {list(out.shape)}"
         )
     if labels and out.shape[-1] != len(labels):
         raise ModelDirectoryError(
-            f"{path}: {len(labels)} labels but outputs[0] has {out.shape[-1]} columns"
+            f"{path}: {len(labels)} labels but output {out.name!r} has {out.shape[-1]} columns"
         )
     allow_non_finite = doc.get("allow_non_finite", False)
     if not isinstance(allow_non_finite, bool):
@@ -177,7 +199,35 @@ def _parse(path: Path, doc: dict[str, Any]) -> ModelSignature:
         variants=_variants(path, doc),
         implied_variants="variants" not in doc,
         source=path,
+        outputs=outputs,
     )
+
+
+def _served_output(
+    path: Path, outputs: tuple[TensorSpec, ...], named: Any, task: Any
+) -> TensorSpec:
+    """The output the server answers from (see the module's docstring)."""
+    if named is not None:
+        for spec in outputs:
+            if spec.name == named:
+                return spec
+        raise ModelDirectoryError(
+            f"{path}: served_output {named!r} is not a declared output; "
+            f"allowed: {', '.join(o.name for o in outputs)}"
+        )
+    if len(outputs) == 1:
+        return outputs[0]
+    floats = [o for o in outputs if o.datatype.startswith("FP")]
+    if not floats:
+        raise ModelDirectoryError(
+            f"{path}: {len(outputs)} outputs and none floating-point; name the one to serve "
+            "with served_output"
+        )
+    if task != "regression":
+        scores = [o for o in floats if len(o.shape) == 2]
+        if scores:
+            return scores[0]
+    return floats[0]
 
 
 def _default_task(output: TensorSpec, labels: tuple[str, ...]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,16 +40,25 @@ def test_model_json_serves_onnx_with_a_python_variant_and_tensor_outputs(bc_run:
     assert metrics["validation_f1_macro"] >= 0.9
 
 
-def test_the_python_handler_loads_from_the_exported_directory_and_answers_the_example(
+def test_the_platform_server_loads_both_variants_and_answers_from_the_probabilities(
     bc_run: Run,
 ) -> None:
-    spec = importlib.util.spec_from_file_location("bc_handler", bc_run.model_dir / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The export declares two outputs (label, probabilities); the server, SageMaker's endpoint
+    # included, answers from the served one: the class probabilities the labels name.
+    from types import SimpleNamespace
+
+    from serving.model import load_model
+
+    options = SimpleNamespace(device="cpu", threads=1, dtype="auto")
     example = np.array(json.loads((MODEL / "example.json").read_text())["instances"], np.float32)
-    answer = module.Handler(bc_run.model_dir).predict({"input": example})
-    assert answer["label"].tolist() == [0], "the example is the data set's first row, malignant"
-    assert answer["probabilities"].shape == (1, 2)
+    answers = {}
+    for variant in ("default", "python"):
+        model = load_model(bc_run.model_dir, variant, options)
+        assert model.signature.output.name == "probabilities"
+        answers[variant] = model.predict(example)
+        assert answers[variant].shape == (1, 2)
+        assert answers[variant].argmax(1).tolist() == [0], "the data set's first row: malignant"
+    np.testing.assert_allclose(answers["default"], answers["python"], atol=1e-5)
 
 
 def test_a_gradient_boosting_run_exports_the_same_way(

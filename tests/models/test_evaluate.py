@@ -1,4 +1,5 @@
-"""The platform's evaluator scores each reference model on the test channel through ONNX."""
+"""The platform's evaluator (`python -m serving evaluate`) scores each reference model's export
+on its held-out test channel, every variant it ships."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
 
 def _evaluate(harness: Harness, run: Run, data: Path, out: Path) -> dict:
     result = harness.python(
-        "-m", "training", "evaluate", "--model-dir", str(run.model_dir),
-        "--test-channel", str(data / "test"), "--out", str(out),
+        "-m", "serving", "evaluate", "--model-dir", str(run.model_dir),
+        "--data-dir", str(data / "test"), "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text())
@@ -27,7 +28,10 @@ def test_digits_logits_are_scored_like_the_torchscript_model(
 ) -> None:
     report = _evaluate(harness, digits_reference, digits_data, tmp_path / "evaluation.json")
     assert set(report["metrics"]) == {"accuracy", "f1_macro", "log_loss"}
-    assert report["model"] == "digits" and report["samples"] == 360
+    assert report["model"]["name"] == "digits" and report["data"]["samples"] == 360
+    # Every exported variant is scored; the ONNX ones agree with the TorchScript default.
+    assert {"default", "onnx"} <= set(report["variants"])
+    assert report["variants"]["onnx"]["agreement_with_default"] >= 0.99
     x, y = held_out(digits_data)
     import warnings
 
@@ -43,4 +47,4 @@ def test_breast_cancer_probabilities_are_scored_as_they_are(
     harness: Harness, bc_run: Run, bc_data: Path, tmp_path: Path
 ) -> None:
     report = _evaluate(harness, bc_run, bc_data, tmp_path / "evaluation.json")
-    assert report["metrics"]["f1_macro"]["value"] >= 0.9 and report["samples"] == 114
+    assert report["metrics"]["f1_macro"]["value"] >= 0.9 and report["data"]["samples"] == 114

@@ -121,7 +121,7 @@ def test_an_undeclared_variant_is_refused_listing_the_declared_ones(
     [
         ({"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [-1, 64]}]}, "FLOAT"),
         ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 64]}]}, "must start with -1"),
-        ({"labels": ["a", "b"]}, "2 labels but outputs"),
+        ({"labels": ["a", "b"]}, "2 labels but output 'logits'"),
         (
             {"format": "pmml"},
             "format 'pmml' is not supported; allowed: torchscript, onnx, python, tensorflow-savedmodel",
@@ -131,7 +131,19 @@ def test_an_undeclared_variant_is_refused_listing_the_declared_ones(
             {"task": "ranking"},
             "task 'ranking' is not supported; allowed: classification, regression",
         ),
-        ({"task": "regression"}, "task 'regression' needs outputs[0].shape [-1] or [-1, 1]"),
+        (
+            {"task": "regression"},
+            "task 'regression' needs output 'logits' of shape [-1] or [-1, 1]",
+        ),
+        (
+            {"served_output": "label"},
+            "served_output 'label' is not a declared output; allowed: logits",
+        ),
+        ({"outputs": []}, "outputs is empty"),
+        (
+            {"outputs": [{"name": "a", "datatype": "INT64", "shape": [-1]}] * 2},
+            "2 outputs and none floating-point; name the one to serve with served_output",
+        ),
         ({"allow_non_finite": "yes"}, "allow_non_finite 'yes' must be true or false"),
         (
             {"variants": {"default": {"format": "savedmodel", "path": "m"}}},
@@ -214,3 +226,46 @@ def test_onnx_runs_on_the_cpu_provider_with_the_configured_threads(
     assert model.device == "cpu"  # this machine has no GPU, whatever onnxruntime offers
     assert model.session.get_providers() == ["CPUExecutionProvider"]
     assert model.session.get_session_options().intra_op_num_threads == 2
+
+
+def _two_output_model(tmp_path: Path, **extra) -> Path:
+    """A scikit-learn classifier in ONNX: outputs `label` [N] and `probabilities` [N, 3]."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.arange(60) % 3
+    model = LogisticRegression(max_iter=200).fit(x, y)
+    onnx_model = to_onnx(model, x[:1], options={"zipmap": False}, target_opset=17)
+    (tmp_path / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    spec = {
+        "name": "tabular",
+        "format": "onnx",
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+        ],
+        "labels": ["a", "b", "c"],
+        **extra,
+    }
+    (tmp_path / "model.json").write_text(json.dumps(spec))
+    return tmp_path
+
+
+def test_a_model_with_several_outputs_is_served_from_its_class_scores(tmp_path: Path) -> None:
+    model_dir = _two_output_model(tmp_path)
+    model = load_model(model_dir, "default", CPU)
+    assert model.signature.output.name == "probabilities"
+    out = model.predict(np.ones((5, 4), np.float32))
+    assert out.shape == (5, 3) and np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+def test_a_graph_whose_outputs_disagree_with_model_json_is_named(tmp_path: Path) -> None:
+    model_dir = _two_output_model(tmp_path)
+    spec = json.loads((model_dir / "model.json").read_text())
+    spec["outputs"] = spec["outputs"][1:]
+    (model_dir / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelDirectoryError, match=r"the graph has 2 outputs but .*declares 1"):
+        load_model(model_dir, "default", CPU)

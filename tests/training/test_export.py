@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -137,9 +138,11 @@ def test_a_scikit_learn_model_gets_tensor_outputs_and_a_checked_python_variant(
         "class Handler:\n"
         "    def __init__(self, model_dir):\n"
         "        self.model = joblib.load(model_dir / 'model.joblib')\n"
-        "    def predict(self, inputs):\n"
-        "        p = self.model.predict_proba(inputs['input']).astype(np.float32)\n"
+        "    def predict(self, batch):\n"
+        "        p = self.model.predict_proba(batch).astype(np.float32)\n"
         "        return {'label': p.argmax(1), 'probabilities': p}\n"
+        "def load(model_dir):\n"
+        "    return Handler(model_dir)\n"
     )
     out = tmp_path / "model"
     figures = export_for(model)(
@@ -167,6 +170,15 @@ def test_a_scikit_learn_model_gets_tensor_outputs_and_a_checked_python_variant(
         "handler.py",
         "model.joblib",
     }
+    # What the export checked is what the platform's server loads: both variants, one answer.
+    from serving.model import load_model
+
+    options = SimpleNamespace(device="cpu", threads=1, dtype="auto")
+    served = [
+        load_model(out, v, options).predict(x.astype(np.float32)) for v in ("default", "python")
+    ]
+    np.testing.assert_allclose(served[0], served[1], atol=1e-5)
+    assert served[0].shape == (120, 3)
 
 
 def test_python_as_the_default_format_needs_a_handler(tmp_path: Path) -> None:

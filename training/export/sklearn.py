@@ -68,12 +68,15 @@ def to_onnx(model: Any, features: int, task: str, input_name: str) -> Any:
 
 
 def _handler_outputs(model_dir: Path, x: np.ndarray, input_name: str) -> list[np.ndarray]:
-    """Load handler.py from the exported directory, as the server will, and predict."""
+    """Load handler.py from the exported directory as the server does (`load(model_dir)`, then
+    `predict(batch)`) and return its outputs in model.json's order."""
     spec = importlib.util.spec_from_file_location("exported_handler", model_dir / HANDLER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    outputs = module.Handler(model_dir).predict({input_name: x})
+    outputs = module.load(model_dir).predict(x)
+    if not isinstance(outputs, dict):
+        return [np.asarray(outputs)]
     return [np.asarray(v) for v in outputs.values()]
 
 
@@ -94,8 +97,9 @@ def export(
 ) -> dict[str, Any]:
     """Write model.onnx (+ handler.py and model.joblib, + model-int8.onnx) and model.json.
 
-    ``handler`` is the model's handler.py: a class ``Handler(model_dir)`` whose
-    ``predict({input_name: x})`` returns the outputs as a dict of arrays.
+    ``handler`` is the model's handler.py in the server's `python` format: a module-level
+    ``load(model_dir)`` whose object's ``predict(batch)`` returns the outputs as a dict of arrays
+    named like model.json's (or the served output alone).
     """
     model_dir.mkdir(parents=True, exist_ok=True)
     x, y = np.ascontiguousarray(validation[0], dtype=np.float32), np.asarray(validation[1])
