@@ -1,4 +1,5 @@
-"""The EKS compute plane wired from a stack's config: cluster, GPU pools, Kubernetes layer.
+"""The EKS compute plane wired from a stack's config: cluster, node pools, Kubernetes layer,
+Container Insights.
 
 `build_eks_plane` is what `infra/program.py` calls; workloads that run on the cluster take
 what they need from the returned `EksPlane` (provider, namespaces, pools, PriorityClasses).
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from infra.components.cluster import ClusterArgs, EksCluster
+from infra.components.container_insights import ContainerInsights, ContainerInsightsArgs
 from infra.components.cpu_pools import CpuNodePool, CpuNodePoolArgs
 from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_training import EksTarget, PoolPlacement
@@ -142,6 +144,17 @@ def build_eks_plane(
             kubeconfig=cluster.kubeconfig,
             efa=any(pool.efa for pool in config.gpu_pools),
             depends_on=[cluster.system_node_group, *cluster.addons.values()],
+        ),
+        opts=pulumi.ResourceOptions(parent=cluster),
+    )
+    # GPU and cluster metrics (and the DCGM exporter) once the system nodes can run the agent.
+    ContainerInsights(
+        name,
+        ContainerInsightsArgs(
+            context=context,
+            cluster_name=cluster.cluster_name,
+            cluster_arn=cluster.cluster_arn,
+            depends_on=[cluster.system_node_group, cluster.addons["eks-pod-identity-agent"]],
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
     )

@@ -133,6 +133,7 @@ def test_cluster_has_the_managed_addons_a_gpu_cluster_needs(plan: Plan) -> None:
         "eks-pod-identity-agent",
         "aws-ebs-csi-driver",
         "aws-mountpoint-s3-csi-driver",
+        "amazon-cloudwatch-observability",
     }
 
 

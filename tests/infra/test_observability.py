@@ -1,0 +1,54 @@
+"""What a stack watches: Container Insights with GPU metrics on the cluster."""
+
+from __future__ import annotations
+
+import json
+
+from infra.components.container_insights import ADDON_VERSION
+from mlplatform.plan import Plan, PlannedResource
+
+ADDON = "aws:eks/addon:Addon"
+ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+
+
+def observability_addon(plan: Plan) -> PlannedResource:
+    (addon,) = [
+        r for r in plan.of_type(ADDON) if r.inputs["addonName"] == "amazon-cloudwatch-observability"
+    ]
+    return addon
+
+
+def test_container_insights_addon_is_pinned_and_ships_metrics_not_container_logs(plan: Plan):
+    addon = observability_addon(plan)
+    assert addon.inputs["addonVersion"] == ADDON_VERSION
+    # Pod Identity for cloudwatch-agent needs 3.1.0 or later.
+    major, minor = (int(x) for x in ADDON_VERSION.removeprefix("v").split(".")[:2])
+    assert (major, minor) >= (3, 1)
+    assert json.loads(addon.inputs["configurationValues"]) == {"containerLogs": {"enabled": False}}
+    system = plan.get("aws:eks/nodeGroup:NodeGroup", f"mlplatform-{plan.stack}-system")
+    assert system.urn in addon.depends_on, "the agent's Deployment needs nodes to report healthy"
+
+
+def test_cloudwatch_agent_gets_only_its_managed_policy_through_a_scoped_pod_identity(plan: Plan):
+    (association,) = [
+        r for r in plan.of_type(ASSOCIATION) if r.inputs["serviceAccount"] == "cloudwatch-agent"
+    ]
+    assert association.inputs["namespace"] == "amazon-cloudwatch"
+    assert association.urn in observability_addon(plan).depends_on, "credentials before pods"
+    (role,) = [
+        r
+        for r in plan.of_type("aws:iam/role:Role")
+        if r.outputs["arn"] == association.inputs["roleArn"]
+    ]
+    children = plan.children(role)
+    attached = [r.inputs["policyArn"] for r in children if "policyArn" in r.inputs]
+    assert attached == ["arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"]
+    assert not [r for r in children if r.type == "aws:iam/rolePolicy:RolePolicy"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Condition"]["StringEquals"] == {
+        "aws:RequestTag/eks-cluster-arn": plan.get(
+            "aws:eks/cluster:Cluster", f"mlplatform-{plan.stack}"
+        ).outputs["arn"],
+        "aws:RequestTag/kubernetes-namespace": "amazon-cloudwatch",
+        "aws:RequestTag/kubernetes-service-account": "cloudwatch-agent",
+    }
