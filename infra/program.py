@@ -250,8 +250,9 @@ class ModelStack:
                     model_data_key=layout.served_model_key,
                     runtime=manifest.serve.runtime,
                     environment=environment,
-                    # minInstances 0 scales from zero through KEDA's HTTP add-on
-                    # (infra/components/http_scaler.py).
+                    # Alarms on the replicas notify the stack's topic; minInstances 0 scales
+                    # from zero through KEDA's HTTP add-on (infra/components/http_scaler.py).
+                    alert_topic_arn=alerts.topic_arn,
                     scale_from_zero=eks.http_scaler() if serving.min_instances == 0 else None,
                 ),
                 opts=eks.workload_options,

@@ -1,5 +1,6 @@
 """EKS serving plane: Deployment + Service + autoscaling + PodDisruptionBudget on a node pool,
-with the model fetched from the artifacts bucket at start-up.
+with the model fetched from the artifacts bucket at start-up, and CloudWatch alarms on the
+replicas (infra/components/eks_alarms.py) that notify the stack's alert topic.
 
 Autoscaling is a HorizontalPodAutoscaler when `minInstances` is 1 or more; at 0 it is KEDA's
 HTTP add-on (infra/components/http_scaler.py says why): the model's Service then leads to the
@@ -19,6 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import pod_identity_role
+from infra.components.eks_alarms import ServingAlarmsArgs, serving_alarms
 from infra.components.eks_training import (
     AWS_CLI_IMAGE,
     RUN_USER,
@@ -55,6 +57,7 @@ class EksServingArgs:
     model_data_key: str  # the model archive it serves, in the artifacts bucket
     runtime: str = "platform"  # platform (our server) | tensorflow-serving | image
     environment: Mapping[str, str] = field(default_factory=dict)
+    alert_topic_arn: pulumi.Input[str] | None = None  # alarms notify it (none: no alarms)
     scale_from_zero: HttpScaler | None = None  # KEDA's HTTP add-on, for minInstances 0
 
 
@@ -232,7 +235,7 @@ def hpa_spec(model: str, serving: EksServing) -> dict:
 
 
 class EksModelServer(pulumi.ComponentResource):
-    """One model served from a node pool behind a ClusterIP Service, autoscaled."""
+    """One model served from a node pool behind a ClusterIP Service, autoscaled and alarmed."""
 
     service_name: str
     replica_service_name: str
@@ -348,6 +351,18 @@ class EksModelServer(pulumi.ComponentResource):
             ),
             opts=k8s_opts,
         )
+        if args.alert_topic_arn is not None:
+            serving_alarms(
+                name,
+                ServingAlarmsArgs(
+                    model=model,
+                    serving=s,
+                    target=args.target,
+                    replica_service=self.replica_service_name,
+                    topic_arn=args.alert_topic_arn,
+                ),
+                parent=self,
+            )
         self.service_name = model
         self.register_outputs(
             {"serviceName": model, "replicaServiceName": self.replica_service_name}

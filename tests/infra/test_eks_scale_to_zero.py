@@ -175,6 +175,12 @@ def test_the_add_on_may_reach_the_replicas_and_keda_may_reach_its_scaler(zero: P
     assert to_replicas["ports"] == [{"protocol": "TCP", "port": 8080}]
 
 
+def test_a_model_scaled_to_zero_alarms_on_crash_loops_but_has_no_replica_floor(zero: Plan):
+    names = {r.inputs["name"] for r in zero.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert f"mlplatform-zero-{MODEL}-crashloop" in names
+    assert f"mlplatform-zero-{MODEL}-replicas" not in names
+
+
 def test_the_variant_passes_every_mandatory_policy(zero: Plan):
     assert [f"{v.policy}: {v.message}" for v in mandatory(check_plan(zero))] == []
 

@@ -1,4 +1,5 @@
-"""What a stack watches: Container Insights with GPU metrics on the cluster."""
+"""What a stack watches: Container Insights with GPU metrics on the cluster, and alarms on EKS
+serving that reach the alert topic."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from infra.components.container_insights import ADDON_VERSION
 from mlplatform.plan import Plan, PlannedResource
 
 ADDON = "aws:eks/addon:Addon"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 
@@ -52,3 +54,44 @@ def test_cloudwatch_agent_gets_only_its_managed_policy_through_a_scoped_pod_iden
         "aws:RequestTag/kubernetes-namespace": "amazon-cloudwatch",
         "aws:RequestTag/kubernetes-service-account": "cloudwatch-agent",
     }
+
+
+def alarms_of(plan: Plan, model: str) -> dict[str, dict]:
+    prefix = f"mlplatform-{plan.stack}-{model}-"
+    return {
+        r.inputs["name"].removeprefix(prefix): r.inputs
+        for r in plan.of_type(ALARM)
+        if r.inputs["name"].startswith(prefix)
+    }
+
+
+def test_every_eks_served_model_alarms_on_crash_loops_and_on_too_few_replicas(plan_of):
+    plan = plan_of("staging")
+    topic = plan.outputs["alertTopicArn"]
+    cluster = plan.outputs["clusterName"]
+    eks_models = [m for m in plan.config.models if m.serving.plane == "eks"]
+    assert eks_models
+    for model in eks_models:
+        alarms = alarms_of(plan, model.name)
+        crashloop, replicas = alarms["crashloop"], alarms["replicas"]
+        for alarm in (crashloop, replicas):
+            assert alarm["alarmActions"] == alarm["okActions"] == [topic]
+        assert (crashloop["namespace"], crashloop["metricName"]) == (
+            "ContainerInsights",
+            "pod_container_status_waiting_reason_crash_loop_back_off",
+        )
+        assert crashloop["dimensions"] == {
+            "ClusterName": cluster,
+            "Namespace": "serving",
+            "PodName": model.name,
+        }
+        assert crashloop["threshold"] == 1 and crashloop["treatMissingData"] == "notBreaching"
+        assert replicas["metricName"] == "service_number_of_running_pods"
+        assert replicas["dimensions"] == {
+            "ClusterName": cluster,
+            "Namespace": "serving",
+            "Service": plan.outputs["kubernetesServices"][model.name],
+        }
+        assert replicas["threshold"] == model.serving.min_instances
+        assert replicas["comparisonOperator"] == "LessThanThreshold"
+        assert replicas["treatMissingData"] == "breaching", "no pod reported is below any floor"
