@@ -1,15 +1,18 @@
-"""What a stack watches: Container Insights with GPU metrics on the cluster, and alarms on EKS
-serving that reach the alert topic."""
+"""What a stack watches: Container Insights with GPU metrics on the cluster, alarms on EKS
+serving that reach the alert topic, and one CloudWatch dashboard over endpoints, pipelines
+and GPUs."""
 
 from __future__ import annotations
 
 import json
 
 from infra.components.container_insights import ADDON_VERSION
+from infra.components.dashboard import dashboard_body
 from mlplatform.plan import Plan, PlannedResource
 
 ADDON = "aws:eks/addon:Addon"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 
@@ -95,3 +98,64 @@ def test_every_eks_served_model_alarms_on_crash_loops_and_on_too_few_replicas(pl
         assert replicas["threshold"] == model.serving.min_instances
         assert replicas["comparisonOperator"] == "LessThanThreshold"
         assert replicas["treatMissingData"] == "breaching", "no pod reported is below any floor"
+
+
+def test_the_stack_has_one_dashboard_covering_every_endpoint_and_pipeline(plan: Plan):
+    (dashboard,) = plan.of_type(DASHBOARD)
+    assert dashboard.inputs["dashboardName"] == f"mlplatform-{plan.stack}"
+    body = json.loads(dashboard.inputs["dashboardBody"])
+    lines = [
+        line
+        for w in body["widgets"]
+        if w["type"] == "metric"
+        for line in w["properties"]["metrics"]
+    ]
+
+    def dimension(namespace: str, name: str) -> set[str]:
+        return {
+            line[line.index(name) + 1]
+            for line in lines
+            if line[0] == namespace and name in line[2:]
+        }
+
+    endpoints = {r.inputs["name"] for r in plan.of_type("aws:sagemaker/endpoint:Endpoint")}
+    pipelines = {r.outputs["pipelineName"] for r in plan.of_type("aws:sagemaker/pipeline:Pipeline")}
+    assert endpoints and pipelines
+    assert dimension("AWS/SageMaker", "EndpointName") == endpoints
+    assert dimension("AWS/Sagemaker/ModelBuildingPipeline", "PipelineName") == pipelines
+    metrics = {(line[0], line[1]) for line in lines}
+    assert {
+        ("AWS/SageMaker", "Invocations"),
+        ("AWS/SageMaker", "Invocation5XXErrors"),
+        ("AWS/SageMaker", "ModelLatency"),
+        ("AWS/Sagemaker/ModelBuildingPipeline", "ExecutionFailed"),
+        ("ContainerInsights", "node_gpu_utilization"),
+    } <= metrics
+    assert dimension("ContainerInsights", "ClusterName") == {plan.outputs["clusterName"]}
+    assert all(
+        w["properties"].get("region", plan.config.region) == plan.config.region
+        for w in body["widgets"]
+    )
+
+
+def test_a_stack_without_a_cluster_gets_no_gpu_widgets(plan_variant):
+    plan = plan_variant(
+        "dev", {"mlplatform:cluster": {"enabled": False}, "mlplatform:gpuPools": []}
+    )
+    (dashboard,) = plan.of_type(DASHBOARD)
+    body = dashboard.inputs["dashboardBody"]
+    assert "ContainerInsights" not in body and "AWS/SageMaker" in body
+
+
+def test_the_dashboard_body_is_deterministic_and_laid_out_without_overlaps():
+    args = ("us-east-1", ["ep-a", "ep-b", "ep-c"], ["pipe-a"], "cluster", "serving", {"m": "m"})
+    body = dashboard_body(*args)
+    assert body == dashboard_body(*args)
+    widgets = json.loads(body)["widgets"]
+    cells = set()
+    for w in widgets:
+        assert w["x"] + w["width"] <= 24
+        for x in range(w["x"], w["x"] + w["width"]):
+            for y in range(w["y"], w["y"] + w["height"]):
+                assert (x, y) not in cells, w
+                cells.add((x, y))
