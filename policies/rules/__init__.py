@@ -65,6 +65,7 @@ def all_rules() -> list[Rule]:
     """Every rule of the pack, security first."""
     from policies.rules import (
         budget,
+        cpu,
         encryption,
         gpu,
         iam,
@@ -88,5 +89,6 @@ def all_rules() -> list[Rule]:
         *restrictions.RULES,
         *images.RULES,
         *gpu.RULES,
+        *cpu.RULES,
         *budget.RULES,
     ]
