@@ -458,7 +458,9 @@ class EksServing(ServingBase):
     (minInstances 1 or more) or, from zero, by KEDA's HTTP add-on (minInstances 0)."""
 
     plane: Literal["eks"] = Field(description="`eks`: a Deployment on the cluster.")
-    pool: str = Field(description="The mlplatform:gpuPools entry whose nodes serve.")
+    pool: str = Field(
+        description="The mlplatform:gpuPools or mlplatform:cpuPools entry whose nodes serve."
+    )
     min_instances: Annotated[int, Field(ge=0, le=100)] = Field(
         default=1,
         description="Replicas kept at least; 0 scales to zero when idle (KEDA's HTTP add-on "
