@@ -300,8 +300,10 @@ class EksModelServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[account, association],
-                # The autoscaler owns the replica count once the Deployment exists.
-                ignore_changes=["spec.replicas"],
+                # From zero, KEDA owns the count once the Deployment exists (created at 0, so a
+                # deploy wakes no node). The HPA path keeps setting its floor: the HPA does not act
+                # on a Deployment at zero, which a model coming back from minInstances 0 may be.
+                ignore_changes=["spec.replicas"] if scaler else None,
             ),
         )
         if scaler is None:

@@ -102,6 +102,15 @@ def test_a_model_at_min_zero_is_scaled_by_keda_from_zero_to_its_maximum(zero: Pl
     assert planned.ignore_changes == ["spec.replicas"], "`pulumi up` never resets KEDA's count"
 
 
+def test_hpa_served_models_set_their_floor_on_every_deploy(plan_of):
+    # A model moved from minInstances 0 back to 1 may sit at zero replicas, where the HPA does
+    # not act: the Deployment's replicas must then be applied, not ignored.
+    staging = plan_of("staging")
+    for deployment in staging.of_type("kubernetes:apps/v1:Deployment"):
+        assert deployment.ignore_changes == [], deployment.name
+        assert deployment.inputs["spec"]["replicas"] >= 1
+
+
 def test_the_route_counts_the_models_requests_and_waits_for_a_cold_start(zero: Plan):
     (route,) = of_model(zero, ROUTE)
     spec = route["spec"]
