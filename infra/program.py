@@ -11,6 +11,7 @@ from infra import instances
 from infra.components.alerts import StackAlerts, StackAlertsArgs
 from infra.components.batch import ModelBatch, ModelBatchArgs
 from infra.components.budget import BudgetArgs, StackBudget
+from infra.components.dashboard import StackDashboard, StackDashboardArgs
 from infra.components.eks_plane import EksPlane, build_eks_plane
 from infra.components.eks_serving import EksModelServer, EksServingArgs
 from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime
@@ -111,6 +112,21 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
     ]
     alerts.notify_on_failed_pipelines(
         [p.pipeline_arn for m in models for p in (m.pipeline, m.batch, m.monitor) if p is not None]
+    )
+    # One CloudWatch dashboard per stack (infra/components/dashboard.py): endpoints, pipelines,
+    # and with a cluster its GPUs and the EKS-served models' replicas.
+    StackDashboard(
+        name,
+        StackDashboardArgs(
+            context=context,
+            endpoints=[m.endpoint.endpoint_name for m in models if m.endpoint],
+            pipelines=[
+                p.pipeline_name for m in models for p in (m.pipeline, m.batch, m.monitor) if p
+            ],
+            cluster_name=eks.cluster.cluster_name if eks else None,
+            serving_namespace=eks.kubernetes.namespaces["serving"] if eks else "serving",
+            eks_services={m.name: m.server.replica_service_name for m in models if m.server},
+        ),
     )
     return {
         "imageRefs": {m.name: m.images.refs for m in models},
@@ -250,6 +266,10 @@ class ModelStack:
                     model_data_key=layout.served_model_key,
                     runtime=manifest.serve.runtime,
                     environment=environment,
+                    # Alarms on the replicas notify the stack's topic; minInstances 0 scales
+                    # from zero through KEDA's HTTP add-on (infra/components/http_scaler.py).
+                    alert_topic_arn=alerts.topic_arn,
+                    scale_from_zero=eks.http_scaler() if serving.min_instances == 0 else None,
                 ),
                 opts=eks.workload_options,
             )

@@ -1,4 +1,5 @@
-"""The EKS compute plane wired from a stack's config: cluster, GPU pools, Kubernetes layer.
+"""The EKS compute plane wired from a stack's config: cluster, node pools, Kubernetes layer,
+Container Insights.
 
 `build_eks_plane` is what `infra/program.py` calls; workloads that run on the cluster take
 what they need from the returned `EksPlane` (provider, namespaces, pools, PriorityClasses).
@@ -12,10 +13,12 @@ from dataclasses import dataclass, field
 import pulumi
 
 from infra.components.cluster import ClusterArgs, EksCluster
+from infra.components.container_insights import ContainerInsights, ContainerInsightsArgs
 from infra.components.cpu_pools import CpuNodePool, CpuNodePoolArgs
 from infra.components.eks_operator import TrainingOperator
 from infra.components.eks_training import EksTarget, PoolPlacement
 from infra.components.gpu_pools import GpuNodePool, GpuNodePoolArgs
+from infra.components.http_scaler import HttpScaler, HttpScalerArgs
 from infra.components.kubernetes_layer import KubernetesLayer, KubernetesLayerArgs
 from infra.config import StackConfig
 from infra.context import StackContext
@@ -29,7 +32,9 @@ class EksPlane:
     cluster: EksCluster
     pools: dict[str, GpuNodePool | CpuNodePool]
     kubernetes: KubernetesLayer
+    kubernetes_version: str
     _operator: TrainingOperator | None = field(default=None, init=False, repr=False)
+    _scaler: HttpScaler | None = field(default=None, init=False, repr=False)
 
     def target(self, namespace: str, pool: str) -> EksTarget:
         """Where a workload of `namespace` (training, serving) lands on `pool`."""
@@ -47,6 +52,20 @@ class EksPlane:
         if self._operator is None:
             self._operator = TrainingOperator(self.name, opts=self.workload_options)
         return self._operator
+
+    def http_scaler(self) -> HttpScaler:
+        """KEDA and its HTTP add-on, installed once, when the first model scales from zero."""
+        if self._scaler is None:
+            self._scaler = HttpScaler(
+                self.name,
+                HttpScalerArgs(
+                    kubernetes_version=self.kubernetes_version,
+                    serving_namespace=self.kubernetes.namespaces["serving"],
+                    depends_on=[self.kubernetes],
+                ),
+                opts=self.workload_options,
+            )
+        return self._scaler
 
     @property
     def workload_options(self) -> pulumi.ResourceOptions:
@@ -145,4 +164,21 @@ def build_eks_plane(
         ),
         opts=pulumi.ResourceOptions(parent=cluster),
     )
-    return EksPlane(name=name, cluster=cluster, pools=pools, kubernetes=kubernetes)
+    # GPU and cluster metrics (and the DCGM exporter) once the system nodes can run the agent.
+    ContainerInsights(
+        name,
+        ContainerInsightsArgs(
+            context=context,
+            cluster_name=cluster.cluster_name,
+            cluster_arn=cluster.cluster_arn,
+            depends_on=[cluster.system_node_group, cluster.addons["eks-pod-identity-agent"]],
+        ),
+        opts=pulumi.ResourceOptions(parent=cluster),
+    )
+    return EksPlane(
+        name=name,
+        cluster=cluster,
+        pools=pools,
+        kubernetes=kubernetes,
+        kubernetes_version=settings.version,
+    )

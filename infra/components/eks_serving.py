@@ -1,5 +1,12 @@
-"""EKS serving plane: Deployment + Service + HorizontalPodAutoscaler + PodDisruptionBudget
-on the GPU serving pool, with the model fetched from the artifacts bucket at start-up."""
+"""EKS serving plane: Deployment + Service + autoscaling + PodDisruptionBudget on a node pool,
+with the model fetched from the artifacts bucket at start-up, and CloudWatch alarms on the
+replicas (infra/components/eks_alarms.py) that notify the stack's alert topic.
+
+Autoscaling is a HorizontalPodAutoscaler when `minInstances` is 1 or more; at 0 it is KEDA's
+HTTP add-on (infra/components/http_scaler.py says why): the model's Service then leads to the
+add-on's interceptor, which holds requests while the Deployment scales up from zero, and a
+second Service (`<model>-backend`) selects the replicas themselves.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +20,18 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.components.cluster import pod_identity_role
+from infra.components.eks_alarms import ServingAlarmsArgs, serving_alarms
 from infra.components.eks_training import (
     AWS_CLI_IMAGE,
     RUN_USER,
     EksTarget,
     resources,
     restricted_security_context,
+)
+from infra.components.http_scaler import (
+    INTERCEPTOR_LABELS,
+    INTERCEPTOR_PORT,
+    HttpScaler,
 )
 from infra.config import EksServing
 from infra.context import StackContext
@@ -44,6 +57,8 @@ class EksServingArgs:
     model_data_key: str  # the model archive it serves, in the artifacts bucket
     runtime: str = "platform"  # platform (our server) | tensorflow-serving | image
     environment: Mapping[str, str] = field(default_factory=dict)
+    alert_topic_arn: pulumi.Input[str] | None = None  # alarms notify it (none: no alarms)
+    scale_from_zero: HttpScaler | None = None  # KEDA's HTTP add-on, for minInstances 0
 
 
 def serving_bucket_policy(model: str, artifacts_arn: str, kms_key_arn: str) -> str:
@@ -187,10 +202,43 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
 _OLD_TYPE = "mlplatform:eks:ModelServer"
 
 
+def service_spec(selector: Mapping[str, str], target_port: int | str) -> dict:
+    """A ClusterIP Service on port 80 (`http`) in front of the pods `selector` picks."""
+    return {
+        "type": "ClusterIP",
+        "selector": dict(selector),
+        "ports": [{"name": "http", "port": 80, "targetPort": target_port, "protocol": "TCP"}],
+    }
+
+
+def hpa_spec(model: str, serving: EksServing) -> dict:
+    """CPU-driven scaling between minInstances (1 or more) and maxInstances."""
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": model},
+        "minReplicas": serving.min_instances,
+        "maxReplicas": serving.max_instances,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": serving.target_cpu_utilization,
+                    },
+                },
+            }
+        ],
+        # Scale in slowly: a GPU node that leaves takes minutes to come back.
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
+    }
+
+
 class EksModelServer(pulumi.ComponentResource):
-    """One model served from the GPU serving pool behind a ClusterIP Service."""
+    """One model served from a node pool behind a ClusterIP Service, autoscaled and alarmed."""
 
     service_name: str
+    replica_service_name: str
 
     def __init__(self, name: str, args: EksServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(
@@ -203,6 +251,11 @@ class EksModelServer(pulumi.ComponentResource):
         )
         s = args.serving
         model = args.model_name
+        scaler = args.scale_from_zero
+        if s.min_instances == 0 and scaler is None:
+            raise ValueError(
+                f"model {model!r}: minInstances 0 needs scale_from_zero (EksPlane.http_scaler())"
+            )
         k8s_opts = pulumi.ResourceOptions(parent=self)
         service_account = f"{model}-serving"
         labels = {"app.kubernetes.io/name": model, "app.kubernetes.io/component": "serving"}
@@ -244,63 +297,75 @@ class EksModelServer(pulumi.ComponentResource):
                     deployment_spec(args, v[0], v[1], service_account),
                 )
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, association]),
-        )
-        k8s.core.v1.Service(
-            f"{name}-serving",
-            metadata=metadata,
-            spec=cast(
-                k8s.core.v1.ServiceSpecArgsDict,
-                {
-                    "type": "ClusterIP",
-                    "selector": labels,
-                    "ports": [
-                        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
-                    ],
-                },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[account, association],
+                # From zero, KEDA owns the count once the Deployment exists (created at 0, so a
+                # deploy wakes no node). The HPA path keeps setting its floor: the HPA does not act
+                # on a Deployment at zero, which a model coming back from minInstances 0 may be.
+                ignore_changes=["spec.replicas"] if scaler else None,
             ),
-            opts=k8s_opts,
         )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-serving",
-            metadata=metadata,
-            spec=cast(
-                k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgsDict,
-                {
-                    "scaleTargetRef": {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": model,
-                    },
-                    "minReplicas": s.min_instances,
-                    "maxReplicas": s.max_instances,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {
-                                    "type": "Utilization",
-                                    "averageUtilization": s.target_cpu_utilization,
-                                },
-                            },
-                        }
-                    ],
-                    # Scale in slowly: a GPU node that leaves takes minutes to come back.
-                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600}},
-                },
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
-        )
+        if scaler is None:
+            self.replica_service_name = model
+            k8s.core.v1.Service(
+                f"{name}-serving",
+                metadata=metadata,
+                spec=cast(k8s.core.v1.ServiceSpecArgsDict, service_spec(labels, "http")),
+                opts=k8s_opts,
+            )
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-serving",
+                metadata=metadata,
+                spec=cast(
+                    k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgsDict, hpa_spec(model, s)
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            )
+        else:
+            # The model's Service leads to the add-on's interceptor, `<model>-backend` to the
+            # replicas: the interceptor holds requests while they scale up from zero.
+            self.replica_service_name = f"{model}-backend"
+            k8s.core.v1.Service(
+                f"{name}-serving",
+                metadata=metadata,
+                spec=cast(
+                    k8s.core.v1.ServiceSpecArgsDict,
+                    service_spec(INTERCEPTOR_LABELS, INTERCEPTOR_PORT),
+                ),
+                opts=k8s_opts,
+            )
+            k8s.core.v1.Service(
+                f"{name}-backend",
+                metadata={**metadata, "name": self.replica_service_name},
+                spec=cast(k8s.core.v1.ServiceSpecArgsDict, service_spec(labels, "http")),
+                opts=k8s_opts,
+            )
+            scaler.scale_from_zero(name, model, s, self.replica_service_name, metadata, parent=self)
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-serving",
             metadata=metadata,
-            # Node drains take one replica at a time; with one replica, the rollout surge covers it.
+            # Node drains take one replica at a time; with one replica, the rollout surge covers
+            # it, and with none (scaled to zero) there is nothing to protect.
             spec=cast(
                 k8s.policy.v1.PodDisruptionBudgetSpecArgsDict,
                 {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
             ),
             opts=k8s_opts,
         )
+        if args.alert_topic_arn is not None:
+            serving_alarms(
+                name,
+                ServingAlarmsArgs(
+                    model=model,
+                    serving=s,
+                    target=args.target,
+                    replica_service=self.replica_service_name,
+                    topic_arn=args.alert_topic_arn,
+                ),
+                parent=self,
+            )
         self.service_name = model
-        self.register_outputs({"serviceName": model})
+        self.register_outputs(
+            {"serviceName": model, "replicaServiceName": self.replica_service_name}
+        )

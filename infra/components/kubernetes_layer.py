@@ -1,5 +1,6 @@
-"""What runs inside the cluster for GPUs: device plugin, autoscaler, metrics, namespaces, quotas,
-and the network policies that deny workload traffic by default.
+"""What runs inside the cluster for GPUs: device plugin, autoscaler, namespaces, quotas, and the
+network policies that deny workload traffic by default. GPU metrics come from the CloudWatch
+Observability add-on's DCGM exporter (infra/components/container_insights.py), not from here.
 
 Everything here goes through one `pulumi_kubernetes.Provider` built from the cluster's outputs,
 so workloads (training jobs, serving Deployments) reuse `KubernetesLayer.provider` and the
@@ -45,11 +46,6 @@ DEVICE_PLUGIN_CHART = (
     "nvidia-device-plugin",
     "0.19.3",
     "https://nvidia.github.io/k8s-device-plugin",
-)
-DCGM_EXPORTER_CHART = (
-    "dcgm-exporter",
-    "4.8.2",
-    "https://nvidia.github.io/dcgm-exporter/helm-charts",
 )
 AUTOSCALER_CHART = ("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler")
 EFA_PLUGIN_CHART = ("aws-efa-k8s-device-plugin", "v0.5.30", "https://aws.github.io/eks-charts")
@@ -140,15 +136,6 @@ def device_plugin_values() -> dict:
             }
         },
         "tolerations": [GPU_TOLERATION],
-    }
-
-
-def dcgm_exporter_values() -> dict:
-    return {
-        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
-        "tolerations": [GPU_TOLERATION],
-        # The chart's ServiceMonitor needs the Prometheus operator's CRDs, not installed here.
-        "serviceMonitor": {"enabled": False},
     }
 
 
@@ -293,7 +280,6 @@ class KubernetesLayer(pulumi.ComponentResource):
             )
 
         self.device_plugin = release(DEVICE_PLUGIN_CHART, device_plugin_values(), [])
-        self.dcgm_exporter = release(DCGM_EXPORTER_CHART, dcgm_exporter_values(), [])
         if args.efa:
             self.efa_plugin = release(EFA_PLUGIN_CHART, efa_plugin_values(args.context.region), [])
         self.autoscaler = release(

@@ -454,18 +454,29 @@ class AsyncEndpoint(SageMakerServingBase):
 
 
 class EksServing(ServingBase):
-    """A Deployment, Service, HPA and PDB on one of the cluster's node pools."""
+    """A Deployment, Service and PDB on one of the cluster's node pools, autoscaled by an HPA
+    (minInstances 1 or more) or, from zero, by KEDA's HTTP add-on (minInstances 0)."""
 
     plane: Literal["eks"] = Field(description="`eks`: a Deployment on the cluster.")
-    pool: str = Field(description="The mlplatform:gpuPools entry whose nodes serve.")
-    min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=1, description="Replicas the HPA keeps at least."
+    pool: str = Field(
+        description="The mlplatform:gpuPools or mlplatform:cpuPools entry whose nodes serve."
+    )
+    min_instances: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=1,
+        description="Replicas kept at least; 0 scales to zero when idle (KEDA's HTTP add-on "
+        "holds the first request until a replica is ready, minutes when a GPU node must start).",
     )
     max_instances: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=2, description="Replicas the HPA may scale to."
+        default=2, description="Replicas the autoscaler may scale to."
     )
     target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = Field(
-        default=70, description="HPA target: average CPU utilisation of the replicas (%)."
+        default=70,
+        description="HPA target (minInstances 1 or more): average CPU utilisation of the "
+        "replicas (%).",
+    )
+    target_concurrent_requests: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=10,
+        description="Scale-from-zero target (minInstances 0): requests in flight per replica.",
     )
     gpus_per_replica: Annotated[int, Field(ge=0, le=8)] = Field(
         default=1, description="`nvidia.com/gpu` per replica."

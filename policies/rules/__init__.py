@@ -83,6 +83,7 @@ def all_rules() -> list[Rule]:
     """Every rule of the pack, security first."""
     from policies.rules import (
         budget,
+        cpu,
         encryption,
         gpu,
         iam,
@@ -106,5 +107,6 @@ def all_rules() -> list[Rule]:
         *restrictions.RULES,
         *images.RULES,
         *gpu.RULES,
+        *cpu.RULES,
         *budget.RULES,
     ]

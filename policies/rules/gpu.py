@@ -23,6 +23,9 @@ from policies.rules.props import (
     variants,
 )
 
+# KEDA's ScaledObject sizes EKS serving that scales from zero (infra/components/http_scaler.py).
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+
 
 def gpus(instance_type: Any) -> int:
     """Whole GPUs of an EC2 or SageMaker instance type; 0 for CPU-only or unknown types."""
@@ -172,6 +175,10 @@ def serving_bounds(
         replicas = int(as_dict(props.get("spec")).get("maxReplicas") or 0)
         if replicas > most:
             yield f"HorizontalPodAutoscaler may reach {replicas} replicas (spec.maxReplicas); the limit is {most}"
+    elif resource_type == SCALED_OBJECT:
+        replicas = int(as_dict(props.get("spec")).get("maxReplicaCount") or 0)
+        if replicas > most:
+            yield f"ScaledObject may reach {replicas} replicas (spec.maxReplicaCount); the limit is {most}"
 
 
 _INT = {"type": "integer", "minimum": 0}
@@ -220,7 +227,7 @@ RULES = [
     ),
     Rule(
         "serving-bounds",
-        "Endpoints and serving replicas have an upper bound.",
+        "Endpoints and serving replicas (HPA or KEDA) have an upper bound.",
         "medium",
         serving_bounds,
         config_schema={

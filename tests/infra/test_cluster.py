@@ -115,7 +115,7 @@ def test_system_nodes_are_a_small_on_demand_cpu_group(plan: Plan) -> None:
 def test_every_node_group_requires_imdsv2_and_encrypts_its_volumes(plan: Plan) -> None:
     templates = {r.outputs["id"]: r for r in plan.of_type(LAUNCH_TEMPLATE)}
     groups = plan.of_type(NODE_GROUP)
-    assert len(groups) == 1 + len(plan.config.gpu_pools)
+    assert len(groups) == 1 + len(plan.config.gpu_pools) + len(plan.config.cpu_pools)
     for group in groups:
         template = templates[group.inputs["launchTemplate"]["id"]].inputs
         assert template["metadataOptions"]["httpTokens"] == "required", group.name
@@ -133,6 +133,7 @@ def test_cluster_has_the_managed_addons_a_gpu_cluster_needs(plan: Plan) -> None:
         "eks-pod-identity-agent",
         "aws-ebs-csi-driver",
         "aws-mountpoint-s3-csi-driver",
+        "amazon-cloudwatch-observability",
     }
 
 

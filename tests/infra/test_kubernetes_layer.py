@@ -153,11 +153,13 @@ def test_device_plugin_runs_only_on_al2023_gpu_nodes(plan: Plan) -> None:
     ]
 
 
-def test_dcgm_exporter_runs_on_gpu_nodes_without_needing_prometheus_crds(plan: Plan) -> None:
-    values = release(plan, "dcgm-exporter").inputs["values"]
-    assert values["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert values["tolerations"] == [GPU_TOLERATION]
-    assert values["serviceMonitor"] == {"enabled": False}
+def test_no_dcgm_exporter_of_our_own_runs_beside_the_observability_addons(plan: Plan) -> None:
+    # Two exporters would both hold the GPUs' DCGM host engine and publish every metric twice:
+    # GPU metrics come from the CloudWatch Observability add-on's exporter (test_observability).
+    charts = {r.inputs["chart"] for r in plan.of_type(HELM_RELEASE)}
+    assert not {c for c in charts if "dcgm" in c}
+    addons = {r.inputs["addonName"] for r in plan.of_type("aws:eks/addon:Addon")}
+    assert "amazon-cloudwatch-observability" in addons
 
 
 def test_gpu_node_labels_select_the_gpu_daemonsets(plan: Plan) -> None:

@@ -176,6 +176,14 @@ def test_serving_bounds_cover_autoscaling_variants_serverless_and_hpa(check):
     )
 
 
+def test_serving_bounds_cover_keda_scaling_from_zero(check):
+    scaled = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+    spec = {"minReplicaCount": 0, "maxReplicaCount": 6}
+    [message] = check("serving-bounds", scaled, {"spec": spec}, maxServingInstances=4)
+    assert "ScaledObject may reach 6 replicas" in message
+    assert check("serving-bounds", scaled, {"spec": spec}, maxServingInstances=6) == []
+
+
 def _facts(budget: float | None) -> StackFacts:
     return StackFacts(stack="dev", environment="dev", region="us-east-1", budget_monthly_usd=budget)
 
