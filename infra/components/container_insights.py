@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.cluster_iam import PodIdentityScope, managed_policy, pod_identity_role
+from infra.components.storage import stack_log_groups
 from infra.context import StackContext
 
 ADDON = "amazon-cloudwatch-observability"
@@ -41,6 +42,7 @@ class ContainerInsightsArgs:
     context: StackContext
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
+    log_retention_days: int
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -69,6 +71,15 @@ class ContainerInsights(pulumi.ComponentResource):
             role_arn=role.arn,
             opts=pulumi.ResourceOptions(parent=role),
         )
+        # Created before the agent writes to it: under the stack key and with the cluster's
+        # retention, not the agent's unencrypted, never-expiring default.
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-container-insights",
+            name=stack_log_groups(args.context.prefix)["container-insights"],
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.context.kms_key_arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.addon = aws.eks.Addon(
             f"{name}-{ADDON}",
             cluster_name=args.cluster_name,
@@ -77,6 +88,8 @@ class ContainerInsights(pulumi.ComponentResource):
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             configuration_values=json.dumps(CONFIGURATION),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, association]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.depends_on, association, logs]
+            ),
         )
         self.register_outputs({"addonVersion": ADDON_VERSION})

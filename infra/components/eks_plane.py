@@ -171,6 +171,7 @@ def build_eks_plane(
             context=context,
             cluster_name=cluster.cluster_name,
             cluster_arn=cluster.cluster_arn,
+            log_retention_days=settings.log_retention_days,
             depends_on=[cluster.system_node_group, cluster.addons["eks-pod-identity-agent"]],
         ),
         opts=pulumi.ResourceOptions(parent=cluster),

@@ -20,7 +20,14 @@ ACCESS_LOG_RETENTION_DAYS = 365
 def stack_log_groups(prefix: str) -> dict[str, str]:
     """The CloudWatch log groups the stack key encrypts, by purpose. Their names are fixed so
     the key policy can let CloudWatch Logs use the key for exactly these groups."""
-    return {"eks": f"/aws/eks/{prefix}/cluster", "flow-logs": f"/aws/vpc/{prefix}/flow-logs"}
+    return {
+        "eks": f"/aws/eks/{prefix}/cluster",
+        "flow-logs": f"/aws/vpc/{prefix}/flow-logs",
+        # Where the CloudWatch Observability add-on writes Container Insights' performance
+        # events (its metrics come from them); left to the agent, the group is unencrypted by
+        # the stack key and kept forever.
+        "container-insights": f"/aws/containerinsights/{prefix}/performance",
+    }
 
 
 @dataclass(frozen=True)

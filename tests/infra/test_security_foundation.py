@@ -77,15 +77,25 @@ def test_the_key_lets_cloudwatch_logs_encrypt_only_the_stacks_log_groups(plan: P
     }
 
 
-def test_the_control_plane_log_group_is_under_the_stack_key(plan: Plan):
-    (group,) = [
-        g
-        for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup")
-        if "/aws/eks/" in g.inputs["name"]
-    ]
+def test_every_log_group_aws_writes_for_the_stack_is_declared_under_the_stack_key(plan: Plan):
+    # EKS's control plane, the VPC flow logs and the Container Insights agent each create their
+    # group on first write, unencrypted and kept forever, unless the stack declares it first.
     (key,) = plan.of_type("aws:kms/key:Key")
-    assert group.inputs["kmsKeyId"] == key.outputs["arn"]
-    assert group.inputs["name"] == stack_log_groups(f"mlplatform-{plan.stack}")["eks"]
+    declared = {g.inputs["name"]: g for g in plan.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    expected = stack_log_groups(f"mlplatform-{plan.stack}")
+    wanted = {"flow-logs"} | ({"eks", "container-insights"} if plan.config.eks else set())
+    for purpose in wanted:
+        group = declared[expected[purpose]]
+        assert group.inputs["kmsKeyId"] == key.outputs["arn"], purpose
+        assert group.inputs["retentionInDays"] > 0, purpose
+    if plan.config.eks:
+        (agent,) = [
+            a
+            for a in plan.of_type("aws:eks/addon:Addon")
+            if a.inputs["addonName"] == "amazon-cloudwatch-observability"
+        ]
+        insights = declared[expected["container-insights"]]
+        assert insights.urn in agent.depends_on, "the group exists before the agent writes"
 
 
 def test_the_vpc_cni_enforces_network_policies(plan: Plan):
