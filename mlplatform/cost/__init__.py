@@ -47,6 +47,7 @@ PRICERS: dict[str, Callable[[StackResource, Pricing], None]] = {
     "aws:kms/key:Key": alerts.key,
     "aws:secretsmanager/secret:Secret": alerts.secret,
     "aws:cloudwatch/metricAlarm:MetricAlarm": alerts.alarm,
+    "aws:cloudwatch/dashboard:Dashboard": alerts.dashboard,
     "aws:sns/topic:Topic": alerts.topic,
     p.SCHEDULE: alerts.schedule,
 }

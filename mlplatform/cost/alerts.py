@@ -27,6 +27,12 @@ def alarm(r: StackResource, c: Pricing) -> None:
     c.add(r, "alarm", "keys and alerts", "per alarm", c.service("cloudwatchAlarmMonthly"))
 
 
+def dashboard(r: StackResource, c: Pricing) -> None:
+    c.add(
+        r, "dashboard", "keys and alerts", "per dashboard", c.service("cloudwatchDashboardMonthly")
+    )
+
+
 def topic(r: StackResource, c: Pricing) -> None:
     messages = float(c.usage["topicMessagesPerMonth"])
     emails = sum(

@@ -231,6 +231,12 @@ def test_the_alert_topic_bills_per_message_and_nothing_idle():
     assert line.monthly_max == round(1000 * (0.5 / 1e6 + 2 / 1e5), 2)
 
 
+def test_the_stack_dashboard_bills_its_monthly_fee_idle_and_busy():
+    dashboard = _r("aws:cloudwatch/dashboard:Dashboard", "mlplatform-dev", dashboardName="d")
+    [line] = estimate([dashboard], PRICES).lines
+    assert line.kind == "dashboard" and line.monthly_min == line.monthly_max == 3.0
+
+
 def test_the_sandbox_idles_under_ten_dollars_and_its_pr_comment_says_so():
     checked = preview(_shipped_plan("sandbox"))
     idle = checked.estimate.monthly_min
