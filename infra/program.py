@@ -13,7 +13,7 @@ from infra.components.batch import ModelBatch, ModelBatchArgs
 from infra.components.budget import BudgetArgs, StackBudget
 from infra.components.dashboard import StackDashboard, StackDashboardArgs
 from infra.components.eks_plane import EksPlane, build_eks_plane
-from infra.components.eks_serving import EksModelServer, EksServingArgs
+from infra.components.eks_serving import EksModelServer, EksServingArgs, tf_serving_image
 from infra.components.eks_training import EksTrainingArgs, EksTrainingRuntime
 from infra.components.iam import ModelRoles, ModelRolesArgs
 from infra.components.images import ModelImages, ModelImagesArgs, repositories_for
@@ -255,6 +255,15 @@ class ModelStack:
         environment = serving_environment(manifest.serve.runtime)
         if isinstance(serving, EksServing):
             assert eks is not None, "the schema refuses EKS models without a cluster"
+            serving_image, unpack_image = refs["serving"], None
+            dlc_serving = manifest.image.serving.dlc
+            if manifest.serve.runtime == "tensorflow-serving" and dlc_serving is not None:
+                # On Kubernetes, TF Serving's own image of the same TensorFlow release as the
+                # SageMaker container; the platform image (which has python) unpacks the archive.
+                serving_image = pulumi.Output.from_input(
+                    tf_serving_image(dlc_serving.version, gpu=serving.gpus_per_replica > 0)
+                )
+                unpack_image = refs["platform"]
             self.server = EksModelServer(
                 resource_name,
                 EksServingArgs(
@@ -262,7 +271,8 @@ class ModelStack:
                     serving=serving,
                     context=context,
                     target=eks.target("serving", serving.pool),
-                    serving_image=refs["serving"],
+                    serving_image=serving_image,
+                    unpack_image=unpack_image,
                     model_data_key=layout.served_model_key,
                     runtime=manifest.serve.runtime,
                     environment=environment,

@@ -42,6 +42,18 @@ from infra.context import StackContext
 
 PORT = 8080
 MODEL_DIR = "/opt/ml/model"
+# TF Serving on Kubernetes runs the TensorFlow project's own image (Docker Hub
+# `tensorflow/serving`, tagged by TensorFlow release, `-gpu` for CUDA builds;
+# https://www.tensorflow.org/tfx/serving/docker): `tensorflow_model_server` only reads the
+# model, so it runs as the unprivileged user on a read-only root filesystem. AWS's SageMaker
+# TF Serving container (the SageMaker plane's choice) starts nginx and writes its configuration
+# at start-up, which that filesystem refuses. The tag follows the model's declared TensorFlow
+# version (model.yaml `image.serving.dlc.version`), never typed per model.
+TF_SERVING_REPOSITORY = "tensorflow/serving"
+# The model name TF Serving serves: the SavedModel's directory in the archive
+# (training.export.keras writes saved_model/<version>/).
+TF_SERVING_MODEL = "saved_model"
+TF_SERVING_GRPC_PORT = 8500
 UNPACK = "import tarfile; tarfile.open('/archive/model.tar.gz').extractall('/opt/ml/model', filter='data')"
 
 
@@ -58,6 +70,8 @@ class EksServingArgs:
     runtime: str = "platform"  # platform (our server) | tensorflow-serving | image
     environment: Mapping[str, str] = field(default_factory=dict)
     alert_topic_arn: pulumi.Input[str] | None = None  # alarms notify it (none: no alarms)
+    # The image that unpacks the archive (needs python); the serving image when None.
+    unpack_image: pulumi.Input[str] | None = None
     scale_from_zero: HttpScaler | None = None  # KEDA's HTTP add-on, for minInstances 0
 
 
@@ -84,18 +98,51 @@ def serving_bucket_policy(model: str, artifacts_arn: str, kms_key_arn: str) -> s
     )
 
 
-def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_account: str) -> dict:
+def tf_serving_image(version: str, gpu: bool) -> str:
+    """The TF Serving image for a TensorFlow release, CUDA build for GPU replicas."""
+    return f"{TF_SERVING_REPOSITORY}:{version}{'-gpu' if gpu else ''}"
+
+
+def server_process(runtime: str) -> dict[str, list[str]]:
+    """The server container's command and arguments for a serving runtime."""
+    if runtime == "tensorflow-serving":
+        return {
+            "command": ["tensorflow_model_server"],
+            "args": [
+                f"--rest_api_port={PORT}",
+                f"--port={TF_SERVING_GRPC_PORT}",
+                f"--model_name={TF_SERVING_MODEL}",
+                f"--model_base_path={MODEL_DIR}/{TF_SERVING_MODEL}",
+            ],
+        }
+    # The platform image and a model's own image take SageMaker's `serve` argument.
+    return {"args": ["serve"]}
+
+
+def health_paths(runtime: str) -> tuple[str, str]:
+    """(readiness, liveness) HTTP paths: our server answers the Open Inference Protocol's;
+    TF Serving its model-status route (200 once the version is loaded); a model's own image
+    the SageMaker contract's /ping."""
+    if runtime == "platform":
+        return "/v2/health/ready", "/v2/health/live"
+    if runtime == "tensorflow-serving":
+        status = f"/v1/models/{TF_SERVING_MODEL}"
+        return status, status
+    return "/ping", "/ping"
+
+
+def deployment_spec(
+    args: EksServingArgs,
+    image: str,
+    bucket: str,
+    service_account: str,
+    unpack_image: str | None = None,
+) -> dict:
     """Replicas that fetch the model, then serve it; never fewer ready than wanted."""
     s = args.serving
     labels = {"app.kubernetes.io/name": args.model_name, "app.kubernetes.io/component": "serving"}
     gpus = {"nvidia.com/gpu": str(s.gpus_per_replica)} if s.gpus_per_replica else {}
-    # Our server answers the Open Inference Protocol's health routes; other runtimes (TF
-    # Serving's SageMaker container, a model's own image) the SageMaker contract's /ping.
-    ready, live = (
-        ("/v2/health/ready", "/v2/health/live")
-        if args.runtime == "platform"
-        else ("/ping", "/ping")
-    )
+    ready, live = health_paths(args.runtime)
     probe = {
         "httpGet": {"path": ready, "port": "http"},
         "periodSeconds": 5,
@@ -145,7 +192,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                     },
                     {
                         "name": "unpack-model",
-                        "image": image,
+                        "image": unpack_image or image,
                         "command": ["python", "-c", UNPACK],
                         "volumeMounts": [
                             {"name": "archive", "mountPath": "/archive"},
@@ -159,7 +206,7 @@ def deployment_spec(args: EksServingArgs, image: str, bucket: str, service_accou
                     {
                         "name": "server",
                         "image": image,
-                        "args": ["serve"],
+                        **server_process(args.runtime),
                         "env": [
                             {"name": "MODEL_DIR", "value": MODEL_DIR},
                             {"name": "SERVING_PORT", "value": str(PORT)},
@@ -290,11 +337,13 @@ class EksModelServer(pulumi.ComponentResource):
             f"{name}-serving",
             metadata=metadata,
             spec=pulumi.Output.all(
-                args.serving_image, args.context.bucket_names["artifacts"]
+                args.serving_image,
+                args.context.bucket_names["artifacts"],
+                args.unpack_image or args.serving_image,
             ).apply(
                 lambda v: cast(
                     k8s.apps.v1.DeploymentSpecArgsDict,
-                    deployment_spec(args, v[0], v[1], service_account),
+                    deployment_spec(args, v[0], v[1], service_account, v[2]),
                 )
             ),
             opts=pulumi.ResourceOptions(

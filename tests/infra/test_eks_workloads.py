@@ -327,3 +327,35 @@ def test_an_eks_model_must_name_an_existing_pool_with_enough_gpus(plan_variant):
                 ],
             },
         )
+
+
+def test_a_keras_model_served_on_eks_runs_tf_serving_unprivileged(plan_variant):
+    # The Keras reference model asks for TF Serving (model.yaml serve.runtime); on the cluster
+    # that is TensorFlow's own server image of the model's TensorFlow release, not our server.
+    staging_models = [
+        {
+            "name": "mnist-keras",
+            "training": {"plane": "sagemaker", "instanceType": "ml.m5.xlarge"},
+            "serving": {"plane": "eks", "pool": "serving", "gpusPerReplica": 1},
+        }
+    ]
+    plan = plan_variant("staging", {"mlplatform:models": staging_models})
+    (deployment,) = by_kind(plan, "Deployment", "mnist-keras")
+    spec = deployment["spec"]["template"]["spec"]
+    (server,) = spec["containers"]
+    manifest = plan.config.models[0].manifest
+    assert server["image"] == f"tensorflow/serving:{manifest.image.serving.dlc.version}-gpu"
+    assert server["command"] == ["tensorflow_model_server"]
+    assert "--model_base_path=/opt/ml/model/saved_model" in server["args"]
+    assert "--rest_api_port=8080" in server["args"]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v1/models/saved_model"
+    assert (
+        server["securityContext"]["runAsNonRoot"]
+        and server["securityContext"]["readOnlyRootFilesystem"]
+    )
+    # TF Serving's image has no python: the model's platform image unpacks the archive.
+    unpack = next(c for c in spec["initContainers"] if c["name"] == "unpack-model")
+    assert unpack["image"] == plan.outputs["imageRefs"]["mnist-keras"]["platform"]
+    # What the API server would accept, strictly.
+    version = plan.config.eks.version
+    kubernetes_validate.validate(deployment, f"{version}.0", strict=True)
