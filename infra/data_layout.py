@@ -4,9 +4,13 @@ IAM roles all read, so a role grants exactly the prefixes its jobs use.
     datasets     <model>/<channel>/             a channel, unless the stack names another prefix
                  <model>/test/                  the held-out test channel (the evaluator's only)
                  <model>/raw/                   raw input of the prepare step
-                 <model>/prepared/<run>/…       what the prepare step writes, per run
+                 <model>/prepared/<run>/…       what the SageMaker prepare step writes, per run
+                                                (an EKS prepare job writes the channel prefixes
+                                                and <model>/test/, which its volumes mount)
                  <model>/batch/input/           what Batch Transform scores, by default
     artifacts    models/<model>/                training output, evaluations, the served model
+                 models/<model>/eks/<run>/      what an EKS run's nodes export (the model directory)
+                 models/<model>/evaluated/<run>/  an EKS run's packed model.tar.gz and evaluation.json
                  code/<model>/                  script-mode source tarballs
                  data-capture/<model>/          captured requests and responses
                  async/<model>/                 asynchronous inference results and failures
@@ -31,6 +35,7 @@ class ChannelSource:
     prefix: str | None
     uri: str | None
     input_mode: str
+    given: bool = False  # named in the stack file (else: the model's prepare step makes it)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class DataLayout:
 
     model: str
     channels: tuple[ChannelSource, ...]
+    raw: ChannelSource | None = None  # the prepare step's `--input`, when the stack gives one
 
     @classmethod
     def of(cls, model: Model) -> DataLayout:
@@ -54,9 +60,28 @@ class DataLayout:
                     prefix=None if given and given.uri else prefix,
                     uri=given.uri if given else None,
                     input_mode=given.input_mode if given else "File",
+                    given=given is not None,
                 )
             )
-        return cls(model=model.name, channels=tuple(channels))
+        raw = model.training.raw_data
+        return cls(
+            model=model.name,
+            channels=tuple(channels),
+            raw=ChannelSource(
+                name="raw",
+                prefix=None if raw.uri else raw.prefix or f"{model.name}/raw/",
+                uri=raw.uri,
+                input_mode=raw.input_mode,
+                given=True,
+            )
+            if raw is not None
+            else None,
+        )
+
+    @property
+    def prepared_channels(self) -> tuple[ChannelSource, ...]:
+        """Channels a model's prepare step provides: those the stack file does not place."""
+        return tuple(c for c in self.channels if not c.given)
 
     @property
     def test_prefix(self) -> str:
@@ -73,6 +98,17 @@ class DataLayout:
     @property
     def artifacts_prefix(self) -> str:
         return f"models/{self.model}/"
+
+    @property
+    def eks_runs_prefix(self) -> str:
+        """Where each EKS run's nodes sync the exported model directory (`<run>/`)."""
+        return f"models/{self.model}/eks/"
+
+    @property
+    def evaluated_prefix(self) -> str:
+        """Where an EKS run's evaluate job puts the model.tar.gz it evaluated (and registers)
+        and evaluation.json (`<run>/`): a prefix the training pods cannot write."""
+        return f"models/{self.model}/evaluated/"
 
     @property
     def served_model_key(self) -> str:
@@ -117,7 +153,7 @@ class DataLayout:
         reads = [("datasets", c.prefix) for c in self.channels if c.prefix]
         reads += [
             ("datasets", self.test_prefix),
-            ("datasets", self.raw_prefix),
+            ("datasets", self.raw.prefix if self.raw and self.raw.prefix else self.raw_prefix),
             ("artifacts", self.code_prefix),
         ]
         return Prefixes(
@@ -128,7 +164,7 @@ class DataLayout:
                 ("checkpoints", self.checkpoints_prefix),
                 *([("artifacts", f"{self.monitoring_prefix}baseline/")] if baseline else []),
             ],
-            external_read=[c.uri for c in self.channels if c.uri],
+            external_read=[c.uri for c in (*self.channels, self.raw) if c and c.uri],
         )
 
     def hosting_prefixes(

@@ -87,7 +87,7 @@ def _prepared(p: PipelineInputs) -> set[str]:
     """Channels the Prepare step provides (the rest are named in the stack file)."""
     if p.manifest.prepare is None:
         return set()
-    return {c.name for c in p.layout.channels if c.name not in p.training.channels}
+    return {c.name for c in p.layout.prepared_channels}
 
 
 def parameters(p: PipelineInputs) -> list[dict[str, Any]]:
@@ -121,8 +121,9 @@ def parameters(p: PipelineInputs) -> list[dict[str, Any]]:
     return found
 
 
-def _entry(entry: Entry, extra: list[str]) -> list[str]:
-    """A manifest entry point as a container entrypoint in the platform image."""
+def entry_command(entry: Entry, extra: list[str]) -> list[str]:
+    """A manifest entry point as a container command in the platform image (the EKS plane's
+    prepare job runs the same)."""
     if entry.command:
         return [*entry.command, *extra]
     if entry.module:
@@ -174,13 +175,13 @@ def prepare_job(p: PipelineInputs) -> dict[str, Any]:
     assert p.manifest.prepare is not None
     extra = ["--out", f"{PROCESSING}/output"]
     inputs = []
-    raw = p.training.raw_data
+    raw = p.layout.raw
     if raw is not None:
-        uri = raw.uri or f"s3://{p.datasets_bucket}/{raw.prefix or p.layout.raw_prefix}"
+        uri = raw.uri or f"s3://{p.datasets_bucket}/{raw.prefix}"
         inputs.append(_processing_input("raw", uri, f"{PROCESSING}/input/raw"))
         extra += ["--input", f"{PROCESSING}/input/raw"]
     channels = [*sorted(_prepared(p)), TEST_CHANNEL]
-    job = _processing_job(p, _entry(p.manifest.prepare, extra))
+    job = _processing_job(p, entry_command(p.manifest.prepare, extra))
     job["ProcessingInputs"] = inputs
     job["ProcessingOutputConfig"] = {
         "Outputs": [

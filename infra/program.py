@@ -131,9 +131,7 @@ def build(config: StackConfig, stack: str) -> dict[str, object]:
     return {
         "imageRefs": {m.name: m.images.refs for m in models},
         "pipelineNames": {m.name: m.pipeline.pipeline_name for m in models if m.pipeline},
-        "modelPackageGroups": {
-            m.name: m.pipeline.model_package_group_name for m in models if m.pipeline
-        },
+        "modelPackageGroups": {m.name: m.model_package_group_name for m in models},
         "endpointNames": {m.name: m.endpoint.endpoint_name for m in models if m.endpoint},
         "kubernetesServices": {m.name: m.server.service_name for m in models if m.server},
         "trainingRuntimes": {m.name: m.runtime.runtime_name for m in models if m.runtime},
@@ -249,9 +247,18 @@ class ModelStack:
                     target=eks.target("training", training.pool),
                     training_image=refs["training"],
                     operator=eks.training_operator(),
+                    platform_image=refs["platform"],
+                    serving_image=refs["serving"],
+                    realtime_instance_types=(serving.instance_type,)
+                    if isinstance(serving, SageMakerEndpoint)
+                    else (),
                 ),
                 opts=eks.workload_options,
             )
+        # Both planes register gated versions in the model's package group (model_registry).
+        trainer = self.pipeline or self.runtime
+        assert trainer is not None
+        self.model_package_group_name: pulumi.Output[str] = trainer.model_package_group_name
         environment = serving_environment(manifest.serve.runtime)
         if isinstance(serving, EksServing):
             assert eks is not None, "the schema refuses EKS models without a cluster"
@@ -296,7 +303,7 @@ class ModelStack:
                     model_data_key=layout.served_model_key,
                     environment=environment,
                     capture_json_types=[c for c in manifest.serve.content_types if "json" in c],
-                    model_package_group=resource_name if self.pipeline else None,
+                    model_package_group=resource_name,  # either plane declares it
                     alert_topic_arn=alerts.topic_arn,
                     async_prefix=layout.async_prefix,
                 ),

@@ -6,6 +6,9 @@
 `python -m serving evaluate --model-dir M --data-dir TEST --out evaluation.json`: the
 pipeline's independent evaluation of every variant on the test channel (serving/evaluate.py).
 
+`python -m serving gate ...`: evaluate a run's exported model, and register it in its model
+package group only if the objective meets the threshold (the EKS plane's gate, serving/gate.py).
+
 `python -m serving healthcheck`: exit 0 when the local server answers /ping with 200 (the
 image's HEALTHCHECK).
 """
@@ -18,11 +21,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-USAGE = """usage: python -m serving {serve,local,evaluate,healthcheck} [flags]
+USAGE = """usage: python -m serving {serve,local,evaluate,gate,healthcheck} [flags]
 
   serve        serve the model directory (python -m serving serve --help for the flags)
   local DIR    serve DIR on http://127.0.0.1:8080 (same flags as serve)
   evaluate     score every variant on the test channel into evaluation.json (--help)
+  gate         evaluate, then register only at or beyond the threshold (--help)
   healthcheck  exit 0 when the server on this machine is ready
 """
 
@@ -60,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving.evaluate import main as evaluate
 
         return evaluate(rest)
+    if command == "gate":
+        from serving.gate import main as gate
+
+        return gate(rest)
     if command == "healthcheck":
         env = os.environ
         # The same port `serve` picks from the environment.

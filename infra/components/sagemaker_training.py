@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.iam import assume_role_policy
+from infra.components.model_registry import model_package_group, register_statement
 from infra.components.schedules import schedule_pipeline
 from infra.config import Model, SageMakerTraining
 from infra.context import StackContext
@@ -85,19 +86,11 @@ def pipeline_role_policy(
             ],
             "Resource": jobs,
         },
-        {
-            "Sid": "RegisterInOwnGroup",
-            "Effect": "Allow",
-            "Action": [
-                "sagemaker:CreateModelPackage",
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:AddTags",
-            ],
-            "Resource": [
-                f"{sagemaker}:model-package-group/{group}",
-                f"{sagemaker}:model-package/{group}/*",
-            ],
-        },
+        register_statement(
+            sagemaker,
+            group,
+            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+        ),
         {
             "Sid": "PassOnlyTheExecutionRole",
             "Effect": "Allow",
@@ -141,12 +134,7 @@ class TrainingPipeline(pulumi.ComponentResource):
         super().__init__("mlplatform:sagemaker:TrainingPipeline", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         model, context = args.model, args.context
-        group = aws.sagemaker.ModelPackageGroup(
-            name,
-            model_package_group_name=name,
-            model_package_group_description=f"Registered versions of {model.name}",
-            opts=child,
-        )
+        group = model_package_group(name, model.name, parent=self)
         role = aws.iam.Role(
             f"{name}-pipeline",
             description=f"Runs the {name} SageMaker pipeline's steps",

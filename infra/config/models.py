@@ -178,6 +178,11 @@ class TrainingBase(Section):
         description="Where each input channel the model declares comes from; default: the "
         "prefix `<model>/<channel>/` of the stack's datasets bucket.",
     )
+    raw_data: Channel | None = Field(
+        default=None,
+        description="Raw input of the model's prepare step (`--input`): a prefix of the "
+        "datasets bucket or an external URI; none: prepare makes or fetches its own data.",
+    )
 
 
 class SageMakerTraining(TrainingBase):
@@ -199,11 +204,6 @@ class SageMakerTraining(TrainingBase):
     )
     tuning: Tuning | None = Field(
         default=None, description="Hyperparameter search: turns the training step into tuning."
-    )
-    raw_data: Channel | None = Field(
-        default=None,
-        description="Raw input of the model's prepare step (`--input`): a prefix of the "
-        "datasets bucket or an external URI; none: prepare makes or fetches its own data.",
     )
     schedule: str | None = Field(
         default=None,
@@ -611,16 +611,3 @@ class Model(Section):
     def manifest(self) -> ModelManifest:
         """The model's manifest, read and checked (cached per file content)."""
         return load_model_manifest(self.directory)
-
-    @model_validator(mode="after")
-    def _package_needs_registry(self) -> Model:
-        serving = self.serving
-        if (
-            isinstance(serving, SageMakerServingBase)
-            and serving.model_package_version
-            and not isinstance(self.training, SageMakerTraining)
-        ):
-            raise ValueError(
-                "serving.modelPackageVersion needs training.plane: sagemaker (its package group)"
-            )
-        return self

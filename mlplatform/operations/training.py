@@ -5,6 +5,7 @@ plane (a SageMaker pipeline execution, or a Kubeflow Trainer TrainJob on EKS). `
 from __future__ import annotations
 
 import argparse
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -140,9 +141,32 @@ def _start_train_job(args: argparse.Namespace, chosen: Target) -> int:
     return 0
 
 
+# What each step of a run (a replicated job of the runtime's JobSet) is, for a failure's report.
+STEPS = {
+    "prepare": "the model's prepare entry point or the upload of its channels",
+    "node": "training",
+    "evaluate": "evaluation and registration: below the threshold, not evaluable, or refused by AWS",
+}
+
+
+def failed_step(job: dict[str, Any]) -> str | None:
+    """The replicated job (prepare, node, evaluate) a failed TrainJob failed in: the one JobSet
+    names in its Failed condition (`… (first failed job: <trainjob>-<step>-<index>)`), else the
+    first with failed Jobs in the TrainJob's jobsStatus."""
+    status = job.get("status", {})
+    prefix = f"{job['metadata']['name']}-"
+    for c in status.get("conditions", []):
+        found = re.search(r"first failed job: (\S+?)\)?$", c.get("message") or "")
+        if c["type"] == "Failed" and c["status"] == "True" and found:
+            name = found.group(1).removeprefix(prefix)
+            return re.sub(r"-\d+$", "", name)
+    return next((j["name"] for j in status.get("jobsStatus", []) if j.get("failed")), None)
+
+
 def train_job_state(api: Any, namespace: str, model: str) -> str:
-    """Print the newest TrainJob's conditions; return its final one (`Failed=True`,
-    `Complete=True`) or the whole list while it runs."""
+    """Print the newest TrainJob's conditions (and, when it failed, the step it failed in);
+    return its final condition (`Failed=True`, `Complete=True`) or the whole list while it
+    runs."""
     group, version, plural = TRAINJOBS
     listed: Any = api.list_namespaced_custom_object(
         group, version, namespace, plural, label_selector=f"mlplatform.io/model={model}"
@@ -156,6 +180,16 @@ def train_job_state(api: Any, namespace: str, model: str) -> str:
     failed = next((c for c in conditions if c["type"] == "Failed" and c["status"] == "True"), None)
     why = f" ({failed.get('message') or failed.get('reason')})" if failed else ""
     print(f"{namespace}/{job['metadata']['name']}: {state}{why}")
+    step = failed_step(job) if failed else None
+    if step:
+        selector = (
+            f"jobset.sigs.k8s.io/jobset-name={job['metadata']['name']},"
+            f"jobset.sigs.k8s.io/replicatedjob-name={step}"
+        )
+        print(f"  failed step: {step} ({STEPS.get(step, 'a step of the runtime')})")
+        print(
+            f"  why, in the pods' termination messages: kubectl -n {namespace} describe pods -l {selector}"
+        )
     final = [
         f"{c['type']}=True"
         for c in conditions

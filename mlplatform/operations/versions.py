@@ -16,10 +16,8 @@ from mlplatform.operations.outputs import target
 def cmd_approve(args: argparse.Namespace) -> int:
     chosen = target(args)
     model = chosen.model
-    if model.training.plane != "sagemaker":
-        raise OperationError(
-            f"{model.name} trains on {model.training.plane}; only SageMaker registers versions"
-        )
+    # Either plane registers gated versions in the model's group (a pipeline's Register step,
+    # an EKS run's evaluate job).
     group = chosen.outputs().name("modelPackageGroups", model.name, what="the model package group")
     sagemaker = aws_client("sagemaker", chosen.config.region)
     packages = call(
@@ -47,6 +45,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
     )
     version = package.get("ModelPackageVersion")
     print(f"approved {package['ModelPackageArn']}")
+    if model.serving.plane == "eks":
+        print(
+            f"{model.name} serves on EKS from models/{model.name}/model.tar.gz in the artifacts "
+            "bucket: copy the version's ModelDataUrl there (`aws sagemaker "
+            "describe-model-package` shows it), then restart the Deployment"
+        )
+        return 0
     print(
         f"to serve it: set serving.modelPackageVersion: {version} for {model.name} in "
         f"{display_path(chosen.path)}, then `pulumi up --stack {args.stack}`"

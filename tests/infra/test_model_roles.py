@@ -132,3 +132,25 @@ def test_an_external_channel_is_readable_only_because_the_stack_allows_it(plan_v
         "arn:aws:s3:::shared-research-data/digits/v3/*"
     ]
     assert found["ListExternalChannels"]["Resource"] == ["arn:aws:s3:::shared-research-data"]
+
+
+def test_a_training_role_reads_the_raw_input_the_stack_names(plan_variant):
+    # The prepare step's `--input`: a datasets prefix of the stack's choosing, or an external URI.
+    external = {"uri": "s3://partner-drop/digits/", "allowExternal": True}
+    for raw in ({"prefix": "shared/digits/raw-v2/"}, external):
+        overrides = {"mlplatform:models": [{"name": "digits", "training": {"rawData": raw}}]}
+        plan = plan_variant("dev", overrides)
+        datasets = plan.outputs["bucketNames"]["datasets"]
+        expected = (
+            f"arn:aws:s3:::{datasets}/shared/digits/raw-v2/*"
+            if "prefix" in raw
+            else "arn:aws:s3:::partner-drop/digits/*"
+        )
+        found = statements(plan, "mlplatform-variant-digits-sagemaker-training")
+        reads = [
+            r
+            for s in found.values()
+            if "s3:GetObject" in s["Action"]
+            for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+        ]
+        assert expected in reads, reads

@@ -83,6 +83,34 @@ def test_approve_marks_the_newest_pending_version_of_the_outputs_group(
     assert statuses == {1: "PendingManualApproval", 2: "Approved"}
 
 
+def test_approve_works_for_a_model_the_eks_plane_trains_and_serves(
+    moto, moto_url, aws, fake_pulumi, capsys
+):
+    # The EKS run's evaluate job registers in the model's group, as the pipeline would.
+    sagemaker = moto("sagemaker")
+    group = "mlplatform-staging-digits-eks"
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/s:ctx-0"}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )
+    fake_pulumi.set("staging", {"modelPackageGroups": {"digits-eks": group}})
+    aws(moto_url)
+    assert main(["approve", "--stack", "staging", "--model", "digits-eks"]) == 0
+    out = capsys.readouterr().out
+    assert f"approved {ARN}:model-package/{group}/1" in out
+    assert "serves on EKS from models/digits-eks/model.tar.gz" in out
+    (package,) = sagemaker.list_model_packages(ModelPackageGroupName=group)[
+        "ModelPackageSummaryList"
+    ]
+    assert package["ModelApprovalStatus"] == "Approved"
+
+
 def _exported_model(directory) -> None:
     (directory / "model.json").write_text("{}")
     (directory / "model.pt").write_bytes(b"weights")

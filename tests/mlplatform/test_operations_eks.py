@@ -148,3 +148,82 @@ def test_status_follow_polls_until_the_train_job_ends(cluster, capsys, final, co
         "Created=True",
         f"Created=True, {final}=True{why}",
     ]
+
+
+def test_a_failed_run_names_the_step_it_failed_in(cluster, capsys):
+    assert main(["train", *cluster]) == 0
+    (job,) = KubernetesStandIn.created
+    name = job["metadata"]["name"]
+    # What JobSet writes (and Trainer copies) when the evaluate job failed: FailJobSet.
+    why = f"applying FailJobSet failure policy action (first failed job: {name}-evaluate-0)"
+    KubernetesStandIn.states = [[condition("Created"), condition("Failed", why)]]
+    assert main(["status", *cluster]) == 1
+    out = capsys.readouterr().out
+    assert f"Failed=True ({why})" in out
+    assert "failed step: evaluate (evaluation and registration" in out
+    assert (
+        f"kubectl -n {NAMESPACE} describe pods -l jobset.sigs.k8s.io/jobset-name={name},"
+        "jobset.sigs.k8s.io/replicatedjob-name=evaluate"
+    ) in out
+
+
+class FakeTrainJobs:
+    """The custom-objects API, answering one listing of TrainJobs."""
+
+    def __init__(self, *jobs: dict) -> None:
+        self.jobs = list(jobs)
+
+    def list_namespaced_custom_object(self, *args: object, **kwargs: object) -> dict:
+        return {"items": self.jobs}
+
+
+def train_job_named(name: str, status: dict) -> dict:
+    return {
+        "metadata": {"name": name, "creationTimestamp": "2026-01-02T00:00:00Z"},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "step"),
+    [
+        # JobSet's message names the first failed Job: <jobset>-<replicated job>-<index>.
+        (
+            {
+                "conditions": [
+                    condition(
+                        "Failed",
+                        "jobset failed due to reaching max number of restarts "
+                        "(first failed job: digits-eks-1-node-0)",
+                    )
+                ]
+            },
+            "node",
+        ),
+        # No such message: the TrainJob's jobsStatus says which replicated job has failures.
+        (
+            {
+                "conditions": [condition("Failed", "jobset failed")],
+                "jobsStatus": [
+                    {"name": "prepare", "failed": 1, "succeeded": 0},
+                    {"name": "node", "failed": 0, "succeeded": 0},
+                ],
+            },
+            "prepare",
+        ),
+    ],
+)
+def test_the_failed_step_comes_from_jobsets_message_or_the_jobs_status(capsys, status, step):
+    from mlplatform.operations.training import train_job_state
+
+    api = FakeTrainJobs(train_job_named("digits-eks-1", status))
+    assert train_job_state(api, "training", "digits-eks") == "Failed=True"
+    assert f"  failed step: {step} (" in capsys.readouterr().out
+
+
+def test_a_running_or_complete_run_names_no_failed_step(capsys):
+    from mlplatform.operations.training import train_job_state
+
+    done = {"conditions": [condition("Complete")], "jobsStatus": [{"name": "node", "failed": 1}]}
+    assert train_job_state(FakeTrainJobs(train_job_named("x", done)), "t", "x") == "Complete=True"
+    assert "failed step" not in capsys.readouterr().out

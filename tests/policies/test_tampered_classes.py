@@ -45,9 +45,10 @@ def _policy_doc(key: str, edit: Callable[[dict], None]) -> Callable[[dict], None
 
 
 def _runtime_pod(props: dict) -> dict:
-    return props["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"][
-        "spec"
-    ]
+    """The pod of a TrainingRuntime's node job (after its prepare job, before its evaluate)."""
+    jobs = props["spec"]["template"]["spec"]["replicatedJobs"]
+    (node,) = [j for j in jobs if j["name"] == "node"]
+    return node["template"]["spec"]["template"]["spec"]
 
 
 CASES = [
