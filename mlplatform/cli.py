@@ -96,6 +96,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_model(args: argparse.Namespace) -> int:
+    from mlplatform.scaffold import ScaffoldError, new_model, next_steps
+
+    directory = Path(args.dir) if args.dir else None
+    try:
+        target = new_model(args.name, args.framework, args.task, directory)
+    except ScaffoldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    made = ", ".join(str(p.relative_to(target)) for p in sorted(target.rglob("*")) if p.is_file())
+    print(f"created {target}/ ({args.framework}, {args.task}): {made}")
+    print(next_steps(target, args.name))
+    return 0
+
+
+def _add_new_model(sub: argparse._SubParsersAction) -> None:
+    from mlplatform.scaffold import FRAMEWORKS, TASKS
+
+    new = sub.add_parser(
+        "new-model",
+        help="scaffold models/<name>/: a small model that trains, exports, serves and passes "
+        "its own tests as generated",
+    )
+    new.add_argument("name", help="the model's name: lower-case letters, digits and -")
+    new.add_argument("--framework", required=True, choices=FRAMEWORKS)
+    new.add_argument("--task", default="classification", choices=TASKS)
+    new.add_argument(
+        "--dir",
+        default=None,
+        help="where the model directory goes (default: the project's models/)",
+    )
+    new.set_defaults(func=cmd_new_model)
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
         "run",
@@ -176,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--region", default="us-east-1", help="region of the table to refresh")
     refresh.set_defaults(func=cmd_prices_refresh)
     _add_run(sub)
+    _add_new_model(sub)
     demo = sub.add_parser(
         "demo",
         help="offline plan of a stack, then `run` its default model (the first of the stack's "

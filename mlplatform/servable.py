@@ -3,8 +3,8 @@
 The server loads torchscript, onnx and python variants with one input and one output. Two kinds
 of export need a local view of the model directory first:
 
-- a `tensorflow-savedmodel` default (TF Serving serves it on AWS): its ONNX variant becomes the
-  default and the SavedModel is left out;
+- a Keras export, which holds a `tensorflow-savedmodel` variant (TF Serving serves it on AWS):
+  the SavedModel is left out and, when it was the default, the ONNX variant takes its place;
 - an ONNX export with several outputs (scikit-learn's `label` and `probabilities`): the graph
   keeps the scores alone (a classification's `[-1, classes]` output), which the server answers
   with the label; handler variants, which return every output, are left out.
@@ -76,7 +76,8 @@ def servable(model_dir: Path, view_dir: Path) -> Servable:
     variants = _variants(spec)
     default = variants["default"]["format"]
     several = len(spec.get("outputs", ())) > 1
-    if default in SERVER_FORMATS and not several:
+    foreign = {n: v["format"] for n, v in variants.items() if v.get("format") not in SERVER_FORMATS}
+    if not foreign and not several:
         return Servable(model_dir, "default", default)
     formats = ("onnx",) if several else SERVER_FORMATS
     kept = {n: v for n, v in variants.items() if v.get("format") in formats}
@@ -93,9 +94,11 @@ def servable(model_dir: Path, view_dir: Path) -> Servable:
     shutil.copytree(
         model_dir, view_dir, ignore=lambda at, names: [n for n in names if at == top and n in tops]
     )
-    why = []
-    if default not in SERVER_FORMATS:
-        why.append(f"the default variant is {default}, which TF Serving serves on AWS")
+    why = [
+        f"the server does not load the {name!r} variant ({fmt}"
+        + (", which TF Serving serves on AWS)" if fmt == "tensorflow-savedmodel" else ")")
+        for name, fmt in foreign.items()
+    ]
     if several:
         output = _scores_output(spec)
         for variant in kept.values():
