@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mlplatform.run import run_model
 
     try:
-        model = find_model(args.model, args.stack, args.epochs)
+        model = find_model(args.model, args.stack, args.epochs, Path(args.stacks_dir))
         workdir = Path(args.workdir or f".mlplatform/run/{args.model}")
         run_model(model, workdir, sample=args.sample, fresh=args.fresh)
     except RunError as error:
@@ -142,6 +142,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="train with this stack's hyperparameters for the model (default: dev's, if it has "
         "the model; else model.yaml's defaults)",
     )
+    run.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
     run.add_argument(
         "--workdir",
         default=None,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.config.manifests import available_models
-from infra.stackfile import PROJECT_ROOT, display_path, load_stack_file, stack_file
+from infra.stackfile import PROJECT_ROOT, STACKS_DIR, display_path, load_stack_file, stack_file
 
 if TYPE_CHECKING:
     from training.manifest import ModelManifest
@@ -45,9 +45,9 @@ class LocalModel:
         return "\n".join(lines)
 
 
-def _stack_entry(name: str, stack: str | None) -> tuple[Any, list[str]]:
+def _stack_entry(name: str, stack: str | None, stacks_dir: Path) -> tuple[Any, list[str]]:
     """The stack's entry for the model, or None with a note saying why the defaults apply."""
-    path = stack_file(stack or DEFAULT_STACK)
+    path = stack_file(stack or DEFAULT_STACK, stacks_dir)
     if stack is None and not path.is_file():
         return None, []
     config, _ = load_stack_file(path)
@@ -60,13 +60,18 @@ def _stack_entry(name: str, stack: str | None) -> tuple[Any, list[str]]:
     ]
 
 
-def find_model(name: str, stack: str | None = None, epochs: int | None = None) -> LocalModel:
+def find_model(
+    name: str,
+    stack: str | None = None,
+    epochs: int | None = None,
+    stacks_dir: Path = STACKS_DIR,
+) -> LocalModel:
     """The model `name` (models/<name>/, or the stack entry's `path`) with its hyperparameters.
     `stack` None: the dev stack's values when it has the model."""
     from training.errors import UserError
     from training.manifest import load_manifest
 
-    entry, notes = _stack_entry(name, stack)
+    entry, notes = _stack_entry(name, stack, stacks_dir)
     directory = entry.directory if entry is not None else PROJECT_ROOT / "models" / name
     if not (directory / "model.yaml").is_file():
         known = ", ".join(available_models()) or "none yet"

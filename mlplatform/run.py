@@ -34,18 +34,31 @@ STEPS = 6
 
 
 class Progress:
-    """`==> 3/6 title` lines, numbered on from `first` (the demo plans first)."""
+    """`==> 3/6 title` lines, numbered on from `first` (the demo plans first), and the time
+    each step took."""
 
     def __init__(self, total: int = STEPS, first: int = 1) -> None:
         self.total, self.number = total, first - 1
-        self.started = time.monotonic()
+        self.started = self.last = time.monotonic()
+        self.times: list[tuple[str, float]] = []
 
     def step(self, title: str) -> None:
+        self._close()
         self.number += 1
+        self.times.append((title.split()[0].rstrip(":").lower(), 0.0))
         print(f"\n==> {self.number}/{self.total} {title}", flush=True)
 
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
+    def _close(self) -> None:
+        now = time.monotonic()
+        if self.times:
+            self.times[-1] = (self.times[-1][0], now - self.last)
+        self.last = now
+
+    def summary(self) -> str:
+        """`done in 21.3 s (prepare 2.1 s, train 9.8 s, ...)`"""
+        self._close()
+        steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.times)
+        return f"done in {time.monotonic() - self.started:.1f} s ({steps})"
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,8 @@ def evaluate(model: LocalModel, served: servable.Servable, w: Workdir) -> dict[s
                       str(served.directory), "--data-dir", str(w.data / "test"),
                       "--out", str(w.evaluation)])  # fmt: skip
     evaluation = json.loads(w.evaluation.read_text())
+    figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in evaluation["metrics"].items())
+    print(f"evaluation of the {served.variant!r} variant on the test channel: {figures}")
     objective = model.manifest.train.objective
     value = evaluation["metrics"].get(objective.metric, {}).get("value")
     if value is not None and objective.threshold is not None:
@@ -263,7 +278,7 @@ def run_model(
     evaluation = evaluate(model, served, w)
     predictions = serve_and_predict(model, served, w, sample, progress)
     figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in evaluation["metrics"].items())
-    print(f"\ndone in {progress.elapsed():.1f} s")
+    print(f"\n{progress.summary()}")
     print(f"  model           {w.model}")
     print(f"  training curve  {curve or 'none (no per-epoch loss or accuracy in metrics.jsonl)'}")
     print(f"  evaluation      {w.evaluation} ({figures})")
