@@ -1,5 +1,5 @@
-"""`mlplatform`: the platform's command line: offline plan and checks, the stack schema, local
-demo, operating commands."""
+"""`mlplatform`: the platform's command line: offline plan and checks, the stack schema, the
+local loop for any model (run, demo), model scaffolding (new-model), operating commands."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample", type=int, default=None, help="also predict held-out test sample K"
     )
     demo.set_defaults(func=cmd_demo)
-    register_operations(sub)  # train, status, approve, publish, invoke: mlplatform/operations/
+    register_operations(sub)  # train, status, approve, publish, invoke, batch: operations/
     return parser
 
 

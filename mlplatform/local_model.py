@@ -41,7 +41,8 @@ class LocalModel:
 
     def hyperparameter_summary(self) -> str:
         chosen = ", ".join(f"{n}={v} ({self.sources[n]})" for n, v in self.hyperparameters.items())
-        lines = [*self.notes, f"hyperparameters: {chosen or 'none set'}; the rest model.yaml's"]
+        chosen = f"{chosen}; the rest model.yaml's defaults" if chosen else "model.yaml's defaults"
+        lines = [*self.notes, f"hyperparameters: {chosen}"]
         return "\n".join(lines)
 
 

@@ -63,26 +63,37 @@ class Progress:
 
 @dataclass(frozen=True)
 class Workdir:
-    """Where a local run puts its files: data/, model/, checkpoints/, output/, served/ (a view
-    of the export, when the server needs one), evaluation.json, training-curve.png."""
+    """Where a local run puts its files."""
 
     root: Path
 
-    def __getattr__(self, name: str) -> Path:
-        if name not in LAYOUT:
-            raise AttributeError(name)
-        return self.root / LAYOUT[name]
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
 
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
 
-LAYOUT = {
-    "data": "data",
-    "model": "model",
-    "checkpoints": "checkpoints",
-    "output": "output",
-    "served": "served",
-    "evaluation": "evaluation.json",
-    "curve": "training-curve.png",
-}
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def served(self) -> Path:
+        return self.root / "served"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.root / "evaluation.json"
+
+    @property
+    def curve(self) -> Path:
+        return self.root / "training-curve.png"
 
 
 @dataclass(frozen=True)
@@ -190,36 +201,11 @@ def evaluate(model: LocalModel, served: servable.Servable, w: Workdir) -> dict[s
     return evaluation
 
 
-def _post(url: str, request: example.ExampleRequest) -> list[Any]:
-    import urllib.error
-    import urllib.request
-
-    post = urllib.request.Request(
-        f"{url}/invocations",
-        data=request.body,
-        headers={"Content-Type": request.content_type, "Accept": "application/json"},
-    )
+def _predict(url: str, request: example.ExampleRequest) -> list[Any]:
     try:
-        with urllib.request.urlopen(post, timeout=60) as response:
-            return json.loads(response.read())["predictions"]
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        raise RunError(
-            f"step predict: POST {display_path(request.source)} answered {error.code}: {detail}"
-        ) from None
-
-
-def _held_out(test: Path, index: int) -> tuple[example.ExampleRequest, str]:
-    """Test sample `index` as a JSON request, and its true target in words."""
-    import numpy as np
-
-    x = np.load(test / "test_x.npy", allow_pickle=False)
-    y = np.load(test / "test_y.npy", allow_pickle=False)
-    index %= len(x)
-    labels = json.loads((test / "manifest.json").read_text()).get("labels") or []
-    truth = labels[int(y[index])] if labels else f"{y[index].item():.4g}"
-    body = json.dumps({"inputs": x[index : index + 1].tolist()}).encode()
-    return example.ExampleRequest(body, "application/json", test / "test_x.npy"), str(truth)
+        return example.post(f"{url}/invocations", request)
+    except example.PredictionError as error:
+        raise RunError(f"step predict: {error}") from None
 
 
 def serve_and_predict(
@@ -237,12 +223,12 @@ def serve_and_predict(
         request = example.example_request(model.directory, model.manifest)
         progress.step(f"Predict: POST the example request {display_path(request.source)}")
         print(f"POST {server.url}/invocations  Content-Type: {request.content_type}")
-        predictions = _post(server.url, request)
+        predictions = _predict(server.url, request)
         for prediction in predictions:
             print(f"prediction: {example.describe(prediction)}")
         if sample is not None:
-            held_out, truth = _held_out(w.data / "test", sample)
-            (answer,) = _post(server.url, held_out)
+            held_out, truth = example.held_out_request(w.data / "test", sample)
+            (answer,) = _predict(server.url, held_out)
             label = answer.get("label") if isinstance(answer, dict) else None
             shown = label if label is not None else example.describe(answer)
             print(f"held-out test sample #{sample}: prediction {shown} (true label: {truth})")
