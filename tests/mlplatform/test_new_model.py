@@ -4,19 +4,25 @@ tests as generated, with no edit outside its directory and the stack file that d
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
+from infra.stackfile import PROJECT_ROOT
 from mlplatform.cli import main
 from mlplatform.scaffold import FRAMEWORKS, TASKS
 from training.manifest import load_manifest
 
 RUFF = Path(sys.executable).with_name("ruff")
+SCHEMA = (
+    PROJECT_ROOT / "docs" / "schema" / "model.schema.json"
+)  # what editors check model.yaml with
 
 
 def python(*args: str, cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -95,13 +101,12 @@ def test_other_frameworks_prepare_train_and_export_through_their_own_tests(
     name = f"{framework}-{task[:5]}"
     args = ["new-model", name, "--framework", framework, "--task", task, "--dir", str(tmp_path)]
     assert main(args) == 0
-    # The generated tests run with the suite's packages on PYTHONPATH, from a bare folder.
-    env_root = Path(__file__).resolve().parents[2]
+    # The generated tests run from a bare folder with the suite's packages on PYTHONPATH.
     result = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path / name / "tests"), "-q", "-p",
          "no:cacheprovider"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(env_root), "OMP_NUM_THREADS": "1",
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1",
              "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
@@ -112,13 +117,17 @@ def test_other_frameworks_prepare_train_and_export_through_their_own_tests(
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("task", TASKS)
-def test_every_template_makes_a_valid_manifest_and_lint_clean_code(framework, task, tmp_path):
+def test_every_template_makes_a_schema_valid_manifest_and_lint_clean_code(
+    framework, task, tmp_path
+):
     name = f"{framework}-{task}"
     assert (
         main(["new-model", name, "--framework", framework, "--task", task, "--dir", str(tmp_path)])
         == 0
     )
     manifest, _ = load_manifest(tmp_path / name)
+    document = yaml.safe_load((tmp_path / name / "model.yaml").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
     assert (manifest.framework, manifest.task) == (framework, task)
     assert (
         manifest.train.objective.metric == {"classification": "accuracy", "regression": "r2"}[task]
