@@ -1,5 +1,5 @@
-"""`mlplatform`: the platform's command line: offline plan and checks, the stack schema, local
-demo, operating commands."""
+"""`mlplatform`: the platform's command line: offline plan and checks, the stack schema, the
+local loop for any model (run, demo), model scaffolding (new-model), operating commands."""
 
 from __future__ import annotations
 
@@ -71,8 +71,89 @@ def cmd_prices_refresh(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlplatform.demo import run_demo
+    from mlplatform.local_model import RunError
 
-    return run_demo(Path(args.workdir), stack=args.stack, epochs=args.epochs, sample=args.sample)
+    try:
+        return run_demo(
+            Path(args.workdir), stack=args.stack, epochs=args.epochs, sample=args.sample
+        )
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlplatform.local_model import RunError, find_model
+    from mlplatform.run import run_model
+
+    try:
+        model = find_model(args.model, args.stack, args.epochs, Path(args.stacks_dir))
+        workdir = Path(args.workdir or f".mlplatform/run/{args.model}")
+        run_model(model, workdir, sample=args.sample, fresh=args.fresh)
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_new_model(args: argparse.Namespace) -> int:
+    from mlplatform.scaffold import ScaffoldError, new_model, next_steps
+
+    directory = Path(args.dir) if args.dir else None
+    try:
+        target = new_model(args.name, args.framework, args.task, directory)
+    except ScaffoldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    made = ", ".join(str(p.relative_to(target)) for p in sorted(target.rglob("*")) if p.is_file())
+    print(f"created {target}/ ({args.framework}, {args.task}): {made}")
+    print(next_steps(target, args.name))
+    return 0
+
+
+def _add_new_model(sub: argparse._SubParsersAction) -> None:
+    from mlplatform.scaffold import FRAMEWORKS, TASKS
+
+    new = sub.add_parser(
+        "new-model",
+        help="scaffold models/<name>/: a small model that trains, exports, serves and passes "
+        "its own tests as generated",
+    )
+    new.add_argument("name", help="the model's name: lower-case letters, digits and -")
+    new.add_argument("--framework", required=True, choices=FRAMEWORKS)
+    new.add_argument("--task", default="classification", choices=TASKS)
+    new.add_argument(
+        "--dir",
+        default=None,
+        help="where the model directory goes (default: the project's models/)",
+    )
+    new.set_defaults(func=cmd_new_model)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="the local loop for any model: prepare, train, export, evaluate, serve, predict",
+    )
+    run.add_argument("--model", required=True, help="a model in models/ (its directory name)")
+    run.add_argument(
+        "--stack",
+        default=None,
+        help="train with this stack's hyperparameters for the model (default: dev's, if it has "
+        "the model; else model.yaml's defaults)",
+    )
+    run.add_argument("--stacks-dir", default=str(STACKS_DIR), help="folder of stack files")
+    run.add_argument(
+        "--workdir",
+        default=None,
+        help="where data, checkpoints and the model go (default: .mlplatform/run/<model>)",
+    )
+    run.add_argument("--epochs", type=int, help="override the epochs hyperparameter")
+    run.add_argument("--sample", type=int, default=None, help="also predict held-out test sample K")
+    run.add_argument(
+        "--fresh", action="store_true", help="start over: remove the workdir (and checkpoints)"
+    )
+    run.set_defaults(func=cmd_run)
 
 
 def _add_plan(sub: argparse._SubParsersAction) -> None:
@@ -129,18 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--region", default="us-east-1", help="region of the table to refresh")
     refresh.set_defaults(func=cmd_prices_refresh)
+    _add_run(sub)
+    _add_new_model(sub)
     demo = sub.add_parser(
         "demo",
-        help="the whole loop locally: offline plan, prepare data, train, serve, predict",
+        help="offline plan of a stack, then `run` its default model (the first of the stack's "
+        "models): prepare, train, export, evaluate, serve, predict",
     )
     demo.add_argument(
         "--workdir", default=".mlplatform/demo", help="where data, checkpoints and the model go"
     )
-    demo.add_argument("--stack", default="dev", help="stack to plan (default: dev)")
+    demo.add_argument(
+        "--stack", default="dev", help="stack to plan and whose first model to run (default: dev)"
+    )
     demo.add_argument("--epochs", type=int, help="override the training epochs")
-    demo.add_argument("--sample", type=int, default=0, help="which held-out image to predict")
+    demo.add_argument(
+        "--sample", type=int, default=None, help="also predict held-out test sample K"
+    )
     demo.set_defaults(func=cmd_demo)
-    register_operations(sub)  # train, status, approve, publish, invoke: mlplatform/operations/
+    register_operations(sub)  # train, status, approve, publish, invoke, batch: operations/
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Operating a deployed stack: `mlplatform train | status | approve | publish | invoke`.
+"""Operating a deployed stack: `mlplatform train | status | approve | publish | invoke | batch`.
 
 Resource names come from the stack's outputs (`outputs.py`): the deployed stack's through the
 Pulumi CLI when it is on PATH, else the offline plan's. AWS calls go through boto3 with adaptive
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from infra.stackfile import STACKS_DIR
 from mlplatform.operations import kube
 from mlplatform.operations.aws import OperationError
+from mlplatform.operations.batch import cmd_batch
 from mlplatform.operations.serving import cmd_invoke
 from mlplatform.operations.training import cmd_status, cmd_train
 from mlplatform.operations.versions import cmd_approve, cmd_publish
@@ -43,7 +44,7 @@ def _explained(command: Command) -> Command:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add train, status, approve, publish and invoke to the `mlplatform` command line."""
+    """Add train, status, approve, publish, invoke and batch to the `mlplatform` command line."""
 
     def add(name: str, help_text: str, command: Command) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(name, help=help_text)
@@ -96,12 +97,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "publish", "upload a locally trained model as the one endpoints serve", cmd_publish
     )
     publish.add_argument(
-        "--model-dir", required=True, help="exported model folder (model.json, model.pt)"
+        "--model-dir",
+        required=True,
+        help="exported model folder (model.json and its artifacts), e.g. from `mlplatform run`",
     )
     publish.add_argument(
         "--bucket", default=None, help="artifacts bucket (default: the stack's bucketNames output)"
     )
     invoke = add("invoke", "send a sample to the model's endpoint and print the answer", cmd_invoke)
     invoke.add_argument(
-        "--input", default=None, help="JSON request body file (default: a digits sample)"
+        "--input",
+        default=None,
+        help="request body file (default: the model's example request, serve.example)",
     )
+    invoke.add_argument(
+        "--content-type",
+        default=None,
+        help="of --input (default: the first of the manifest's serve.contentTypes)",
+    )
+    batch = add(
+        "batch",
+        "score an S3 prefix with the model's Batch Transform pipeline (mlplatform:models[].batch)",
+        cmd_batch,
+    )
+    batch.add_argument(
+        "--input", default=None, help="s3://bucket/prefix/ to score (default: the stack's input)"
+    )
+    add_polling(batch, "--wait", "follow the execution until it ends")

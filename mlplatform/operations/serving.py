@@ -1,4 +1,5 @@
-"""`mlplatform invoke`: one request to a model's endpoint (SageMaker) or Service (EKS)."""
+"""`mlplatform invoke`: one request to a model's endpoint (SageMaker) or Service (EKS): the
+model's example request from its manifest (`serve.example`), or `--input FILE`."""
 
 from __future__ import annotations
 
@@ -6,46 +7,42 @@ import argparse
 import json
 from pathlib import Path
 
-from mlplatform.operations.aws import aws_client, call
+from mlplatform.example import ExampleRequest, example_request, request_from_file
+from mlplatform.operations.aws import OperationError, aws_client, call
 from mlplatform.operations.kube import api_client
-from mlplatform.operations.outputs import target
+from mlplatform.operations.outputs import Target, target
 
-# scikit-learn's first digits image (a 0), scaled to 0..1 as training.data prepares it.
-SAMPLE = {
-    "inputs": [
-        [
-            [
-                [v / 16 for v in row]
-                for row in (
-                    (0, 0, 5, 13, 9, 1, 0, 0),
-                    (0, 0, 13, 15, 10, 15, 5, 0),
-                    (0, 3, 15, 2, 0, 11, 8, 0),
-                    (0, 4, 12, 0, 0, 8, 8, 0),
-                    (0, 5, 8, 0, 0, 9, 8, 0),
-                    (0, 4, 11, 0, 1, 12, 7, 0),
-                    (0, 2, 14, 5, 10, 12, 0, 0),
-                    (0, 0, 6, 13, 10, 0, 0, 0),
-                )
-            ]
-        ]
-    ]
-}
+
+def request_for(args: argparse.Namespace, chosen: Target) -> ExampleRequest:
+    """`--input FILE` (as `--content-type`, default the manifest's first), else the example."""
+    manifest = chosen.model.manifest
+    content_type = args.content_type or manifest.serve.content_types[0]
+    if args.input is None:
+        return example_request(chosen.model.directory, manifest)
+    path = Path(args.input)
+    if not path.is_file():
+        raise OperationError(f"--input {path}: no such file")
+    return request_from_file(path, content_type)
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     chosen = target(args)
     model = chosen.model
-    body = Path(args.input).read_bytes() if args.input else json.dumps(SAMPLE).encode()
+    request = request_for(args, chosen)
     outputs = chosen.outputs()
     if model.serving.plane == "eks":
         service = outputs.name("kubernetesServices", model.name, what="the model's Service")
         namespace = outputs.name("kubernetesNamespaces", "serving", what="the serving namespace")
+        try:
+            body = json.loads(request.body) if request.is_json else request.body.decode()
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise OperationError(f"{request.source}: not {request.content_type}: {error}") from None
         # Through the API server's service proxy: no load balancer or port-forward needed.
         answer = api_client(args).call_api(
             f"/api/v1/namespaces/{namespace}/services/{service}:http/proxy/invocations",
             "POST",
-            header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            body=json.loads(body),
+            header_params={"Content-Type": request.content_type, "Accept": "application/json"},
+            body=body,
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
             _preload_content=False,
@@ -58,9 +55,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         f"invoking endpoint {endpoint}",
         runtime.invoke_endpoint,
         EndpointName=endpoint,
-        ContentType="application/json",
+        ContentType=request.content_type,
         Accept="application/json",
-        Body=body,
+        Body=request.body,
     )
     print(answer["Body"].read().decode())
     return 0

@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"started {arn}")
     if not args.wait:
         return 0
-    return _follow(lambda: describe(sagemaker, arn), PIPELINE_DONE, args.interval)
+    return follow(lambda: describe(sagemaker, arn), PIPELINE_DONE, args.interval)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             return train_job_state(api, namespace, chosen.model.name)
 
         if args.follow:
-            return _follow(once, {f"{kind}=True" for kind in TRAINJOB_DONE}, args.interval)
+            return follow(once, {f"{kind}=True" for kind in TRAINJOB_DONE}, args.interval)
         return 1 if once() == "Failed=True" else 0
     sagemaker = aws_client("sagemaker", chosen.config.region)
     if args.execution:
@@ -66,11 +66,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         arn = latest_execution(sagemaker, name)
     if args.follow:
-        return _follow(lambda: describe(sagemaker, arn), PIPELINE_DONE, args.interval)
+        return follow(lambda: describe(sagemaker, arn), PIPELINE_DONE, args.interval)
     return 1 if describe(sagemaker, arn) == "Failed" else 0
 
 
-def _follow(check: Callable[[], str], done: set[str], interval: float) -> int:
+def follow(check: Callable[[], str], done: set[str], interval: float) -> int:
     """Check until the state is final; 0 for success (Succeeded, Complete=True), else 1."""
     while (state := check()) not in done:
         time.sleep(interval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -59,11 +60,27 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def exported_model(model_dir: Path, name: str) -> None:
+    """Refuse a folder that holds no exported model, or another model's export."""
+    spec_path = model_dir / "model.json"
+    if not spec_path.is_file():
+        raise OperationError(
+            f"{model_dir} holds no exported model (model.json); train one first, e.g. "
+            f"`mlplatform run --model {name}` exports to .mlplatform/run/{name}/model"
+        )
+    try:
+        spec = json.loads(spec_path.read_text())
+    except json.JSONDecodeError as error:
+        raise OperationError(f"{spec_path}: not JSON ({error})") from None
+    exported = spec.get("name") if isinstance(spec, dict) else None
+    if exported not in (None, name):
+        raise OperationError(f"{spec_path}: an export of model {exported!r}, not of {name!r}")
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     chosen = target(args)
     model_dir = Path(args.model_dir)
-    if not (model_dir / "model.json").is_file():
-        raise OperationError(f"{model_dir} holds no exported model (model.json); train one first")
+    exported_model(model_dir, chosen.model.manifest.name)
     bucket = args.bucket or chosen.outputs().name(
         "bucketNames", "artifacts", what="the artifacts bucket", hint=", or pass --bucket"
     )

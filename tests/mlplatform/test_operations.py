@@ -13,9 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from infra.stackfile import PROJECT_ROOT
 from mlplatform.cli import main
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+# The suite's own stacks (tests/stacks): dev has breast-cancer with a batch transform.
+SUITE = ["--stacks-dir", str(PROJECT_ROOT / "tests" / "stacks")]
 
 
 def test_train_and_status_use_the_pipeline_the_stack_outputs_name(
@@ -181,10 +184,12 @@ class AwsStandIn(BaseHTTPRequestHandler):
 
     replies: list[tuple[int, dict]] = []
     seen: list[str] = []
+    bodies: list[tuple[str, bytes]] = []
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         AwsStandIn.seen.append(self.headers.get("X-Amz-Target", ""))
+        AwsStandIn.bodies.append((self.headers.get("Content-Type", ""), body))
         status, body = AwsStandIn.replies.pop(0)
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -200,7 +205,7 @@ class AwsStandIn(BaseHTTPRequestHandler):
 @pytest.fixture
 def stand_in(aws, fake_pulumi, plan_of) -> Iterator[type[AwsStandIn]]:
     """The scripted AWS stand-in, with the dev stack's outputs as the deployed stack's."""
-    AwsStandIn.replies, AwsStandIn.seen = [], []
+    AwsStandIn.replies, AwsStandIn.seen, AwsStandIn.bodies = [], [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), AwsStandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     fake_pulumi.set("dev", plan_of("dev").outputs)
@@ -293,3 +298,87 @@ def test_an_unknown_model_names_the_ones_the_stack_has(capsys):
         capsys.readouterr().err
         == "error: stack staging has no model 'mnist' (models: digits, digits-eks)\n"
     )
+
+
+def test_invoke_sends_the_models_example_request_as_its_first_content_type(stand_in, capsys):
+    stand_in.replies = [(200, {"predictions": [{"label": "benign"}]})]
+    assert main(["invoke", "--stack", "dev", *SUITE, "--model", "breast-cancer"]) == 0
+    example = (PROJECT_ROOT / "models" / "breast-cancer" / "example.json").read_bytes()
+    assert stand_in.bodies == [("application/json", example)]
+    assert '"label": "benign"' in capsys.readouterr().out
+
+
+def test_invoke_input_file_wins_over_the_example(stand_in, tmp_path, capsys):
+    stand_in.replies = [(200, {"predictions": [{"label": "benign"}]})]
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(["1.0"] * 30) + "\n")
+    args = ["invoke", "--stack", "dev", *SUITE, "--model", "breast-cancer", "--input", str(rows)]
+    assert main([*args, "--content-type", "text/csv"]) == 0
+    assert stand_in.bodies == [("text/csv", rows.read_bytes())]
+    assert main([*args[:-1], str(tmp_path / "missing.json")]) == 3
+    assert "no such file" in capsys.readouterr().err
+
+
+def _batch_pipeline(moto, plan_of, model: str, renamed: str) -> None:
+    name = plan_of("dev").outputs["batchPipelines"][model]
+    (pipeline,) = [
+        p
+        for p in plan_of("dev").of_type("aws:sagemaker/pipeline:Pipeline")
+        if p.inputs["pipelineName"] == name
+    ]
+    moto("sagemaker").create_pipeline(
+        PipelineName=renamed,
+        PipelineDefinition=pipeline.inputs["pipelineDefinition"],
+        RoleArn="arn:aws:iam::123456789012:role/batch",
+    )
+
+
+def test_batch_starts_the_outputs_pipeline_on_the_input_and_follows_it(
+    moto, moto_url, aws, fake_pulumi, plan_of, capsys
+):
+    _batch_pipeline(moto, plan_of, "breast-cancer", "bc-batch-renamed")
+    fake_pulumi.set("dev", {"batchPipelines": {"breast-cancer": "bc-batch-renamed"}})
+    aws(moto_url)
+    args = ["batch", "--stack", "dev", *SUITE, "--model", "breast-cancer"]
+    uri = "s3://scoring-inbox/2026-11-30/"
+    assert main([*args, "--input", uri, "--wait", "--interval", "0"]) == 0
+    out = capsys.readouterr().out
+    arn = out.split()[1]
+    assert arn.startswith(f"{ARN}:pipeline/bc-batch-renamed/execution/")
+    assert f"scoring {uri}, text/csv" in out and f"{arn}: Succeeded" in out, out
+    parameters = moto("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)[
+        "PipelineParameters"
+    ]
+    assert parameters == [{"Name": "InputUri", "Value": uri}]
+
+
+def test_batch_without_an_input_keeps_the_pipelines_default(
+    moto, moto_url, aws, fake_pulumi, plan_of, capsys
+):
+    _batch_pipeline(moto, plan_of, "breast-cancer", "bc-batch-default")
+    fake_pulumi.set("dev", {"batchPipelines": {"breast-cancer": "bc-batch-default"}})
+    aws(moto_url)
+    assert main(["batch", "--stack", "dev", *SUITE, "--model", "breast-cancer"]) == 0
+    arn = capsys.readouterr().out.split()[1]
+    listed = moto("sagemaker").list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+    assert listed["PipelineParameters"] == []
+
+
+def test_batch_for_a_model_without_batch_config_names_the_stack_key(capsys):
+    assert main(["batch", "--stack", "dev", *SUITE, "--model", "digits"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: digits has no batch transform in stack dev: add ")
+    assert "mlplatform:models[0].batch" in err and "Pulumi.dev.yaml" in err
+
+
+def test_batch_input_must_be_an_s3_prefix(capsys):
+    args = ["batch", "--stack", "dev", *SUITE, "--model", "breast-cancer", "--input", "/data"]
+    assert main(args) == 3
+    assert "want an S3 prefix" in capsys.readouterr().err
+
+
+def test_publish_refuses_another_models_export(tmp_path, capsys):
+    (tmp_path / "model.json").write_text('{"name": "breast-cancer"}')
+    args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]
+    assert main(args) == 3
+    assert "an export of model 'breast-cancer', not of 'digits'" in capsys.readouterr().err

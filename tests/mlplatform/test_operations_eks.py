@@ -39,7 +39,8 @@ class KubernetesStandIn(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/api/v1/namespaces/serving/services/digits-eks:http/proxy/invocations":
-            shape = (len(body["inputs"]), len(body["inputs"][0]), len(body["inputs"][0][0]))
+            samples = body.get("inputs", body.get("instances"))
+            shape = (len(samples), len(samples[0]), len(samples[0][0]))
             self._send(200, {"predictions": [{"label": "0", "shape": list(shape)}]})
             return
         assert self.path == f"/apis/trainer.kubeflow.org/v1alpha1/namespaces/{NAMESPACE}/trainjobs"
@@ -125,7 +126,9 @@ def test_train_creates_a_valid_train_job_and_invoke_goes_through_the_service_pro
     out = capsys.readouterr().out
     assert f"started TrainJob {NAMESPACE}/{job['metadata']['name']}" in out
     assert f"{NAMESPACE}/{job['metadata']['name']}: Created=True" in out
-    assert '{"predictions": [{"label": "0", "shape": [1, 1, 8]}]}' in out, "one 1x8x8 digits sample"
+    assert '{"predictions": [{"label": "0", "shape": [1, 1, 8]}]}' in out, (
+        "the model's example request: one 1x8x8 sample"
+    )
 
 
 def test_status_exits_1_when_the_train_job_failed(cluster, capsys):
