@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.stackfile import PROJECT_ROOT, display_path
-from mlplatform import example, servable
+from mlplatform import example
 from mlplatform.local_model import LocalModel, RunError
 
 STEPS = 6
@@ -84,10 +84,6 @@ class Workdir:
         return self.root / "output"
 
     @property
-    def served(self) -> Path:
-        return self.root / "served"
-
-    @property
     def evaluation(self) -> Path:
         return self.root / "evaluation.json"
 
@@ -103,7 +99,7 @@ class RunResult:
     workdir: Workdir
     evaluation: dict[str, Any]
     curve: Path | None
-    served: servable.Servable
+    served_format: str  # the format of the variant the server loaded (model.json's default)
     predictions: list[Any]
 
 
@@ -179,15 +175,17 @@ def export_summary(model: LocalModel, w: Workdir) -> Path | None:
     return png
 
 
-def evaluate(model: LocalModel, served: servable.Servable, w: Workdir) -> dict[str, Any]:
-    if served.note:
-        print(f"note: {served.note}")
+def evaluate(model: LocalModel, w: Workdir) -> dict[str, Any]:
+    """The pipeline's Evaluate step on the export: every variant it ships, on the test channel."""
     _run("evaluate", [sys.executable, "-m", "serving", "evaluate", "--model-dir",
-                      str(served.directory), "--data-dir", str(w.data / "test"),
+                      str(w.model), "--data-dir", str(w.data / "test"),
                       "--out", str(w.evaluation)])  # fmt: skip
     evaluation = json.loads(w.evaluation.read_text())
-    figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in evaluation["metrics"].items())
-    print(f"evaluation of the {served.variant!r} variant on the test channel: {figures}")
+    for name, variant in evaluation["variants"].items():
+        figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in variant["metrics"].items())
+        print(
+            f"evaluation of the {name!r} variant ({variant['format']}) on the test channel: {figures}"
+        )
     objective = model.manifest.train.objective
     value = evaluation["metrics"].get(objective.metric, {}).get("value")
     if value is not None and objective.threshold is not None:
@@ -209,17 +207,18 @@ def _predict(url: str, request: example.ExampleRequest) -> list[Any]:
 
 
 def serve_and_predict(
-    model: LocalModel, served: servable.Servable, w: Workdir, sample: int | None, progress: Progress
-) -> list[Any]:
+    model: LocalModel, w: Workdir, sample: int | None, progress: Progress
+) -> tuple[str, list[Any]]:
     from serving.local import LocalServer
 
     progress.step(f"Serve {model.name} with the platform's server on 127.0.0.1")
     with contextlib.ExitStack() as stack:
         try:
-            server = stack.enter_context(LocalServer(served.directory))
+            server = stack.enter_context(LocalServer(w.model))
         except RuntimeError as error:
             raise RunError(f"step serve: {error}") from None
-        print(f"serving {served.directory} ({served.format}) at {server.url}")
+        served_format = str(json.loads((w.model / "model.json").read_text()).get("format"))
+        print(f"serving {w.model} ({served_format}) at {server.url}")
         request = example.example_request(model.directory, model.manifest)
         progress.step(f"Predict: POST the example request {display_path(request.source)}")
         print(f"POST {server.url}/invocations  Content-Type: {request.content_type}")
@@ -232,7 +231,7 @@ def serve_and_predict(
             label = answer.get("label") if isinstance(answer, dict) else None
             shown = label if label is not None else example.describe(answer)
             print(f"held-out test sample #{sample}: prediction {shown} (true label: {truth})")
-    return predictions
+    return served_format, predictions
 
 
 def run_model(
@@ -257,15 +256,11 @@ def run_model(
     progress.step("Export: what train.py wrote through the training library")
     curve = export_summary(model, w)
     progress.step("Evaluate on the held-out test channel, which training never reads")
-    try:
-        served = servable.servable(w.model, w.served)
-    except servable.NotServable as error:
-        raise RunError(f"step evaluate: {error}") from None
-    evaluation = evaluate(model, served, w)
-    predictions = serve_and_predict(model, served, w, sample, progress)
+    evaluation = evaluate(model, w)
+    served_format, predictions = serve_and_predict(model, w, sample, progress)
     figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in evaluation["metrics"].items())
     print(f"\n{progress.summary()}")
     print(f"  model           {w.model}")
     print(f"  training curve  {curve or 'none (no per-epoch loss or accuracy in metrics.jsonl)'}")
     print(f"  evaluation      {w.evaluation} ({figures})")
-    return RunResult(w, evaluation, curve, served, predictions)
+    return RunResult(w, evaluation, curve, served_format, predictions)
