@@ -115,6 +115,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="of --input (default: the first of the manifest's serve.contentTypes)",
     )
+    invoke.add_argument(
+        "--timeout",
+        type=float,
+        default=900.0,
+        help="asynchronous endpoints: seconds to wait for the result (0: queue and return)",
+    )
+    invoke.add_argument(
+        "--interval", type=float, default=5.0, help="asynchronous endpoints: seconds between checks"
+    )
     batch = add(
         "batch",
         "score an S3 prefix with the model's Batch Transform pipeline (mlplatform:models[].batch)",

@@ -382,3 +382,39 @@ def test_publish_refuses_another_models_export(tmp_path, capsys):
     args = ["publish", "--stack", "dev", "--model", "digits", "--model-dir", str(tmp_path)]
     assert main(args) == 3
     assert "an export of model 'breast-cancer', not of 'digits'" in capsys.readouterr().err
+
+
+def test_invoke_queues_on_an_asynchronous_endpoint_and_prints_its_result(
+    moto, moto_url, aws, fake_pulumi, capsys
+):
+    # An async endpoint refuses InvokeEndpoint: the request goes to the model's async prefix,
+    # InvokeEndpointAsync queues it, and the command waits for the result the endpoint writes.
+    s3 = moto("s3")
+    s3.create_bucket(Bucket="artifacts-b")
+    fake_pulumi.set(
+        "staging",
+        {
+            "endpointNames": {"mnist-keras": "keras-async"},
+            "bucketNames": {"artifacts": "artifacts-b"},
+        },
+    )
+    import urllib.request
+
+    results = {"results": [{"data": json.dumps({"predictions": [{"label": "7"}]})}]}
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{moto_url}/moto-api/static/sagemaker/async-endpoint-results",
+            data=json.dumps(results).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    ).read()
+    aws(moto_url)
+    args = ["invoke", "--stack", "staging", *SUITE, "--model", "mnist-keras", "--interval", "0.1"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"predictions": [{"label": "7"}]}
+    assert "queued " in captured.err
+    (uploaded,) = s3.list_objects_v2(Bucket="artifacts-b")["Contents"]
+    assert uploaded["Key"].startswith("async/mnist-keras/requests/")
+    example = (PROJECT_ROOT / "models" / "mnist-keras" / "example.json").read_bytes()
+    assert s3.get_object(Bucket="artifacts-b", Key=uploaded["Key"])["Body"].read() == example

@@ -39,6 +39,8 @@ class KubernetesStandIn(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/api/v1/namespaces/serving/services/digits-eks:http/proxy/invocations":
+            # KEDA's interceptor (a model scaled to zero) routes by this header.
+            assert self.headers["X-Mlplatform-Model"] == "digits-eks", dict(self.headers)
             samples = body.get("inputs", body.get("instances"))
             shape = (len(samples), len(samples[0]), len(samples[0][0]))
             self._send(200, {"predictions": [{"label": "0", "shape": list(shape)}]})
