@@ -83,6 +83,7 @@ def stack_variant(tmp_path: Path) -> Callable[..., Path]:
 # What a project copy holds: the Pulumi project, the tool, and what the program reads.
 PROJECT_ENTRIES = (
     "Pulumi.yaml",
+    "pyproject.toml",
     "infra",
     "mlplatform",
     "policies",

@@ -79,10 +79,15 @@ def test_a_new_pytorch_model_plans_runs_and_passes_its_tests_with_no_edit_elsewh
     assert any(line.startswith("prediction: ") for line in out.splitlines()), out[-2000:]
     assert (workdir / "training-curve.png").is_file()
 
-    own = python(
-        "-m", "pytest", f"models/{name}/tests", "-q", "-p", "no:cacheprovider", cwd=project_copy
-    )
+    # The project's own test command (no paths: pyproject's testpaths) runs them too.
+    own = python("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project_copy)
     assert "4 passed" in own.stdout, "the model's own tests pass as generated"
+    assert (
+        f"models/{name}/tests"
+        in python(
+            "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", cwd=project_copy
+        ).stdout
+    )
 
     after = files(project_copy)
     added = set(after) - set(before)
