@@ -181,11 +181,6 @@ def evaluate(model: LocalModel, w: Workdir) -> dict[str, Any]:
                       str(w.model), "--data-dir", str(w.data / "test"),
                       "--out", str(w.evaluation)])  # fmt: skip
     evaluation = json.loads(w.evaluation.read_text())
-    for name, variant in evaluation["variants"].items():
-        figures = ", ".join(f"{k} {v['value']:.4f}" for k, v in variant["metrics"].items())
-        print(
-            f"evaluation of the {name!r} variant ({variant['format']}) on the test channel: {figures}"
-        )
     objective = model.manifest.train.objective
     value = evaluation["metrics"].get(objective.metric, {}).get("value")
     if value is not None and objective.threshold is not None:
