@@ -14,7 +14,7 @@ stopped when its turn ends, and all of them if the run fails.
 Targets: at c=1 our p50 within 0.3 ms of the bare ASGI app's (and within 1 ms of the raw
 forward); at c=64 our throughput at least 1.5x KServe's and the best LitServe's; our ONNX loader
 within 10% of raw onnxruntime at batch 32. Without --model-dir it exports the trainer's
-architecture (training.model.ImageClassifier, random weights: speed does not depend on them) as
+architecture (models/digits/model.py ImageClassifier, random weights: speed does not depend on them) as
 model.pt and model.onnx with a digits model.json.
 """
 
