@@ -76,7 +76,7 @@ def test_the_loop_runs_its_six_steps_and_prints_a_prediction_and_the_evaluation(
     ]  # fmt: skip
     assert re.search(r"^prediction: \S+", out, re.MULTILINE), out[-2000:]
     assert re.search(r"^held-out test sample #3: prediction \S+ \(true label: \S+\)$", out, re.M)
-    assert re.search(r"^evaluation .*accuracy 0\.\d{4}", out, re.MULTILINE), out[-2000:]
+    assert re.search(r"^\S+ default \([\w-]+\): accuracy 0\.\d{4}", out, re.MULTILINE), out[-2000:]
     assert re.search(r"^done in [\d.]+ s \(prepare [\d.]+ s, train", out, re.MULTILINE)
 
 
