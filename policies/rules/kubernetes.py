@@ -181,14 +181,12 @@ RULES = [
         "Containers have read-only root filesystems and write only to declared volumes.",
         "medium",
         read_only_root,
-        enforcement="advisory",
     ),
     Rule(
         "k8s-memory-limits",
         "Every container, init containers and sidecars included, has a memory limit.",
         "medium",
         memory_limits,
-        enforcement="advisory",
     ),
     Rule(
         "k8s-service-account-token",
@@ -211,6 +209,5 @@ RULES = [
                 },
             }
         },
-        enforcement="advisory",
     ),
 ]

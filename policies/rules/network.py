@@ -293,7 +293,6 @@ RULES = [
         config_schema={
             "trafficType": {"type": "string", "enum": ["ALL", "REJECT", "ACCEPT"], "default": "ALL"}
         },
-        enforcement="advisory",
     ),
     Rule(
         "k8s-default-deny",

@@ -125,6 +125,5 @@ RULES = [
         "high",
         feature_restrictions,
         scope="stack",
-        enforcement="advisory",
     ),
 ]

@@ -316,7 +316,6 @@ RULES = [
         "medium",
         source_arn,
         scope="stack",
-        enforcement="advisory",
     ),
     Rule(
         "iam-pod-identity-trust",
@@ -324,6 +323,5 @@ RULES = [
         "high",
         pod_identity_scoped,
         scope="stack",
-        enforcement="advisory",
     ),
 ]
