@@ -111,7 +111,8 @@ class Channel(Section):
     prefix: str | None = Field(
         default=None,
         description="A prefix in the stack's datasets bucket, e.g. `digits/v2/train/`; default "
-        "`<model>/<channel>/`.",
+        "`<model>/<channel>/` for a training channel, `<model>/raw/` for `rawData`, "
+        "`<model>/batch/input/` for `batch.input`.",
     )
     uri: str | None = Field(
         default=None,
@@ -191,7 +192,7 @@ class SageMakerTraining(TrainingBase):
     plane: Literal["sagemaker"] = Field(
         default="sagemaker",
         description="`sagemaker`: a SageMaker Pipeline (train, evaluate, register); `eks`: a "
-        "training-operator job template on the cluster's GPU pools.",
+        "Kubeflow Trainer TrainingRuntime on one of the cluster's node pools.",
     )
     instance_type: str = Field(default="ml.g5.xlarge", description="An ml.* TrainingInstanceType.")
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = Field(
@@ -261,7 +262,7 @@ class EksTraining(TrainingBase):
     """Training as a Kubeflow Trainer TrainingRuntime on one of the cluster's node pools."""
 
     plane: Literal["eks"] = Field(description="`eks`: a TrainingRuntime on the cluster.")
-    pool: str = Field(description="The mlplatform:gpuPools entry whose nodes train.")
+    pool: str = Field(description="The mlplatform:gpuPools or mlplatform:cpuPools entry whose nodes train.")
     gpus_per_instance: Annotated[int, Field(ge=0, le=16)] = Field(
         default=1, description="`nvidia.com/gpu` requested per node (0 trains on CPU)."
     )

@@ -9,9 +9,20 @@ import pytest
 import yaml
 
 from infra.stackfile import STACKS_DIR
+from mlplatform import readme as readme_file
 from mlplatform.cli import main
 from mlplatform.cost import GROUPS
-from mlplatform.report import README_END, README_START, marker, preview, readme_example
+from mlplatform.report import (
+    README_END,
+    README_START,
+    SUMMARY_END,
+    SUMMARY_START,
+    marker,
+    plan_summary,
+    preview,
+    readme_example,
+    shipped_preview,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -72,6 +83,13 @@ def test_readme_shows_the_current_dev_pr_comment():
     assert shown == readme_example().strip(), (
         "README.md's example PR comment is stale: run `python -m mlplatform.report`"
     )
+
+
+def test_readme_shows_the_shipped_dev_stacks_current_plan_summary():
+    shown = readme_file.block(README, SUMMARY_START, SUMMARY_END)
+    expected = plan_summary(shipped_preview("dev").plan)
+    assert expected.startswith("```\nSummary for stack 'dev' (stacks/Pulumi.dev.yaml): ")
+    assert shown == expected, "README.md's plan summary is stale: run `python -m mlplatform.report`"
 
 
 def test_pr_comment_says_what_the_stack_costs_idle_and_charts_where_money_goes(plan_of):

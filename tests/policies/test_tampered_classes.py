@@ -15,10 +15,15 @@ from policies.offline import check_plan
 
 
 def _edit(plan, type_: str, change: Callable[[dict], None], name: str | None = None):
-    """A copy of `plan` whose first resource of `type_` (named `name`) had `change` applied to
-    its inputs and outputs; returns (plan, resource name)."""
+    """A copy of `plan` whose first resource of `type_` by name (or the one named `name`) had
+    `change` applied to its inputs and outputs; returns (plan, resource name)."""
     plan = copy.deepcopy(plan)
-    target = next(r for r in plan.resources if r.type == type_ and (name is None or r.name == name))
+    # The plan's order is the order resources registered in, which outputs resolving in another
+    # order can change: without a name, the first by name, so every run edits the same one.
+    target = min(
+        (r for r in plan.resources if r.type == type_ and (name is None or r.name == name)),
+        key=lambda r: r.name,
+    )
     change(target.inputs)
     change(target.outputs)
     return plan, target.name
@@ -250,7 +255,9 @@ def test_a_spot_training_step_whose_wait_is_shorter_than_its_runtime_is_caught(p
         train["Arguments"]["StoppingCondition"]["MaxWaitTimeInSeconds"] = 60
         props["pipelineDefinition"] = json.dumps(doc)
 
-    plan, name = _edit(plan_of("prod"), "aws:sagemaker/pipeline:Pipeline", shorten)
+    plan, name = _edit(
+        plan_of("prod"), "aws:sagemaker/pipeline:Pipeline", shorten, "mlplatform-prod-digits"
+    )
     found = [m for m in _found(plan, "aws-feature-restrictions") if "spot-max-wait" in m]
     assert found and name in found[0]
 
