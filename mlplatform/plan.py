@@ -205,6 +205,28 @@ def _run_isolated(fn: Callable[[], Any]) -> Any:
     return result["value"]
 
 
+def in_tree_order(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """The resources parents first, siblings components first, then by type and name.
+
+    The mock runtime records resources as their inputs resolve, an order that changes from run to
+    run; a plan (its JSON, the checks that walk it) should not."""
+    urns = {r.urn for r in resources}
+    children: dict[str | None, list[PlannedResource]] = {}
+    for r in resources:
+        children.setdefault(r.parent if r.parent in urns else None, []).append(r)
+    ordered: list[PlannedResource] = []
+    pending = sorted(children.get(None, []), key=_sibling_key, reverse=True)
+    while pending:
+        r = pending.pop()
+        ordered.append(r)
+        pending.extend(sorted(children.get(r.urn, []), key=_sibling_key, reverse=True))
+    return ordered
+
+
+def _sibling_key(r: PlannedResource) -> tuple[bool, str, str]:
+    return (r.custom, r.type, r.name)
+
+
 def plan_stack(path: Path, stack: str | None = None, *, progress: Progress | None = None) -> Plan:
     """Validate a stack file, then run the program (`main` of `Pulumi.yaml`) for it under
     mocks; `progress` hears what it is doing."""
@@ -246,7 +268,7 @@ def _plan(path: Path, stack: str | None, progress: Progress | None) -> Plan:
             stack=stack,
             source=raw.source,
             config=config,
-            resources=monitor.registrations,
+            resources=in_tree_order(monitor.registrations),
             outputs=monitor.stack_outputs,
             environments=raw.environments,
             autonamed=frozenset(mocks.autonamed),

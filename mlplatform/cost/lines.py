@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,16 +51,16 @@ class Estimate:
     @property
     def monthly_min(self) -> float:
         """What the stack bills while nothing runs."""
-        return round(sum(line.monthly_min for line in self.lines), 2)
+        return round(math.fsum(line.monthly_min for line in self.lines), 2)
 
     @property
     def monthly_max(self) -> float:
-        return round(sum(line.monthly_max for line in self.lines), 2)
+        return round(math.fsum(line.monthly_max for line in self.lines), 2)
 
     def monthly_expected(self, scale_out: float) -> float:
         """Cost if everything that scales spends `scale_out` (0..1) of the month between its
         minimum and its maximum, plus the assumed usage: the number a budget is compared with."""
-        return round(sum(line.expected(scale_out) for line in self.lines), 2)
+        return round(math.fsum(line.expected(scale_out) for line in self.lines), 2)
 
     def at(self, basis: str, scale_out: float) -> float:
         """The total at `min`, `expected` or `max` scale."""

@@ -4,6 +4,7 @@ assumptions the figures rest on. Deterministic: same estimate, same text."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mlplatform.cost.lines import GROUPS, Estimate
@@ -53,8 +54,8 @@ def network_choices(
         found = [line for line in est.lines if line.kind in kinds]
         return (
             sum(line.kind == kinds[0] for line in found),
-            round(sum(line.monthly_min for line in found), 2),
-            round(sum(line.monthly_max for line in found), 2),
+            round(math.fsum(line.monthly_min for line in found), 2),
+            round(math.fsum(line.monthly_max for line in found), 2),
         )
 
     nats, nat_min, nat_max = total("NAT gateway", "public IPv4")
