@@ -3,12 +3,13 @@ refresh; runs are in test_cost_runs.py."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from botocore.stub import Stubber
 
-from mlplatform.cost import estimate, runs_per_month
+from mlplatform.cost import CostLine, Estimate, estimate, runs_per_month
 from mlplatform.prices import load
 from mlplatform.prices.refresh import ec2_filters, refresh_document, sagemaker_filters
 from policies.offline import stack_resources
@@ -234,3 +235,15 @@ def test_refresh_file_rewrites_only_instance_prices_and_the_date(tmp_path, monke
     ) + len(before["sagemakerHourly"])
     assert after["services"] == before["services"] and after["assumptions"] == before["assumptions"]
     assert after["source"] == before["source"] and after["date"] != before["date"]
+
+
+def test_the_estimate_does_not_depend_on_the_order_its_lines_come_in():
+    # Totals that sit on a half cent: a plain left-to-right sum rounds them by order (prod's
+    # expected total moved by a cent when the plan's order changed).
+    amounts = [3607.705, 2955.77, 4507.14, 111.61]
+    totals = set()
+    for order in itertools.permutations(amounts):
+        lines = [CostLine(f"r{i}", "endpoint", "", a, a, scales=False) for i, a in enumerate(order)]
+        cost = Estimate(lines=lines)
+        totals.add((cost.monthly_min, cost.monthly_expected(0.25), cost.monthly_max))
+    assert totals == {(11182.23, 11182.23, 11182.23)}

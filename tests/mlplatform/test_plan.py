@@ -202,3 +202,16 @@ def test_sagemaker_arns_take_the_forms_aws_gives_them(plan_of):
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_a_plan_lists_its_resources_in_one_order_every_run_parents_first(tmp_path):
+    # The mock runtime records resources as their inputs resolve, which varies from run to run;
+    # `plan --json`, the checks and the cost must not.
+    path = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.staging.yaml"
+    first, again = plan_stack(path, "staging"), plan_stack(path, "staging")
+    assert [r.urn for r in first.resources] == [r.urn for r in again.resources]
+    seen: set[str] = set()
+    urns = {r.urn for r in first.resources}
+    for r in first.resources:
+        assert r.parent not in urns or r.parent in seen, f"{r.name} listed before its parent"
+        seen.add(r.urn)
