@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from infra import restrictions
 from infra.config.base import Section, check_sagemaker_instance_type
@@ -42,6 +42,18 @@ def _load_manifest(directory: Path, stamp: int) -> ModelManifest:
 _MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _SCHEDULE = re.compile(r"^(cron|rate)\(.+\)$")
 HyperparameterValue = str | int | float | bool
+
+
+def _schedule_expression(value: str) -> str:
+    if not _SCHEDULE.match(value):
+        raise ValueError(
+            "must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)' or 'rate(1 day)'"
+        )
+    return value
+
+
+# An EventBridge Scheduler expression (at(...) one-off schedules are not offered).
+ScheduleExpression = Annotated[str, AfterValidator(_schedule_expression)]
 
 
 class HyperparameterRange(Section):
@@ -206,7 +218,7 @@ class SageMakerTraining(TrainingBase):
     tuning: Tuning | None = Field(
         default=None, description="Hyperparameter search: turns the training step into tuning."
     )
-    schedule: str | None = Field(
+    schedule: ScheduleExpression | None = Field(
         default=None,
         description="EventBridge Scheduler expression that starts the pipeline, e.g. "
         "'cron(0 3 ? * MON *)' or 'rate(7 days)'; none: runs start by hand.",
@@ -221,13 +233,6 @@ class SageMakerTraining(TrainingBase):
     @classmethod
     def _sagemaker_type(cls, value: str) -> str:
         return check_sagemaker_instance_type(value, "TrainingInstanceType")
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule_expression(cls, value: str | None) -> str | None:
-        if value is not None and not _SCHEDULE.match(value):
-            raise ValueError("must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)'")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SageMakerTraining:
@@ -262,7 +267,9 @@ class EksTraining(TrainingBase):
     """Training as a Kubeflow Trainer TrainingRuntime on one of the cluster's node pools."""
 
     plane: Literal["eks"] = Field(description="`eks`: a TrainingRuntime on the cluster.")
-    pool: str = Field(description="The mlplatform:gpuPools or mlplatform:cpuPools entry whose nodes train.")
+    pool: str = Field(
+        description="The mlplatform:gpuPools or mlplatform:cpuPools entry whose nodes train."
+    )
     gpus_per_instance: Annotated[int, Field(ge=0, le=16)] = Field(
         default=1, description="`nvidia.com/gpu` requested per node (0 trains on CPU)."
     )
@@ -364,7 +371,7 @@ class SageMakerEndpoint(SageMakerServingBase):
         description="Share of requests and responses captured to the artifacts bucket under the "
         "stack key; 0 turns capture off.",
     )
-    drift_schedule: str = Field(
+    drift_schedule: ScheduleExpression = Field(
         default="rate(1 day)",
         description="With capture on: how often captured requests are checked for drift against "
         "the training data's baseline.",
@@ -377,13 +384,6 @@ class SageMakerEndpoint(SageMakerServingBase):
     @classmethod
     def _sagemaker_type(cls, value: str) -> str:
         return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
-
-    @field_validator("drift_schedule")
-    @classmethod
-    def _drift_schedule(cls, value: str) -> str:
-        if not _SCHEDULE.match(value):
-            raise ValueError("must be cron(...) or rate(...), e.g. 'rate(1 day)'")
-        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> SageMakerEndpoint:
@@ -542,7 +542,7 @@ class BatchTransform(Section):
     max_concurrent_transforms: Annotated[int, Field(ge=1, le=100)] = Field(
         default=4, description="Requests in flight per instance."
     )
-    schedule: str | None = Field(
+    schedule: ScheduleExpression | None = Field(
         default=None, description="EventBridge Scheduler expression; none: on demand only."
     )
     runs_per_month: Annotated[int, Field(ge=0, le=10000)] | None = Field(
@@ -558,13 +558,6 @@ class BatchTransform(Section):
     @classmethod
     def _sagemaker_type(cls, value: str) -> str:
         return check_sagemaker_instance_type(value, "TransformInstanceType")
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule_expression(cls, value: str | None) -> str | None:
-        if value is not None and not _SCHEDULE.match(value):
-            raise ValueError("must be cron(...) or rate(...), e.g. 'cron(0 3 ? * MON *)'")
-        return value
 
     @model_validator(mode="after")
     def _payload_limit(self) -> BatchTransform:
