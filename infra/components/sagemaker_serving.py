@@ -257,15 +257,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         """Scale on the queue: track the backlog per instance, and wake from zero as soon as a
         request waits with no instance (target tracking alone would wait for the backlog to
         pass its target), per https://docs.aws.amazon.com/sagemaker/latest/dg/async-inference-autoscale.html."""
-        target = aws.appautoscaling.Target(
-            name,
-            service_namespace="sagemaker",
-            resource_id=endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}"),
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=serving.min_instances,
-            max_capacity=serving.max_instances,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        target = self._scaling_target(name, serving, endpoint)
         child = pulumi.ResourceOptions(parent=target)
         aws.appautoscaling.Policy(
             f"{name}-backlog",
@@ -317,10 +309,14 @@ class ModelEndpoint(pulumi.ComponentResource):
             opts=child,
         )
 
-    def _autoscaling(
-        self, name: str, serving: SageMakerEndpoint, endpoint: aws.sagemaker.Endpoint
-    ) -> None:
-        target = aws.appautoscaling.Target(
+    def _scaling_target(
+        self,
+        name: str,
+        serving: SageMakerEndpoint | AsyncEndpoint,
+        endpoint: aws.sagemaker.Endpoint,
+    ) -> aws.appautoscaling.Target:
+        """The endpoint's one variant as an Application Auto Scaling target, min to max."""
+        return aws.appautoscaling.Target(
             name,
             service_namespace="sagemaker",
             resource_id=endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}"),
@@ -329,6 +325,11 @@ class ModelEndpoint(pulumi.ComponentResource):
             max_capacity=serving.max_instances,
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _autoscaling(
+        self, name: str, serving: SageMakerEndpoint, endpoint: aws.sagemaker.Endpoint
+    ) -> None:
+        target = self._scaling_target(name, serving, endpoint)
         aws.appautoscaling.Policy(
             name,
             policy_type="TargetTrackingScaling",
