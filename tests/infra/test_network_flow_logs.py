@@ -1,9 +1,9 @@
 """VPC flow logs: all traffic to a log group under the stack key, written by a role only this
 account's flow logs can assume.
 
-The Network declares them when its context carries the stack key. `infra/program.py` builds the
-network before storage today, so these tests declare Storage then Network directly, in the order
-the program must adopt, under the offline plan's mocks, and run the policy rules over the result.
+The Network declares them when its context carries the stack key, which `infra/program.py` gives
+it by building storage first; these tests read the real program's plan and run the policy rules
+over it.
 """
 
 from __future__ import annotations
@@ -11,72 +11,25 @@ from __future__ import annotations
 import copy
 import json
 
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings
-from pulumi.runtime.stack import run_in_stack
-
-from infra.components.network import Network, NetworkArgs
-from infra.components.storage import Storage, StorageArgs, stack_log_groups
-from infra.config import PROJECT
-from infra.context import StackContext
-from infra.stackfile import STACKS_DIR, load_stack_file
-from mlplatform.mocks import ACCOUNT_ID, PlanMocks
-from mlplatform.plan import Plan, RecordingMonitor, _run_isolated
+from infra.components.storage import stack_log_groups
+from mlplatform.mocks import ACCOUNT_ID
+from mlplatform.plan import Plan
 from policies.offline import check_plan
+from tests.conftest import fixture_plan
 
 STACK = "dev"
-
-
-def _declare_network_after_storage() -> Plan:
-    config, raw = load_stack_file(STACKS_DIR / f"Pulumi.{STACK}.yaml")
-
-    def build() -> None:
-        context = StackContext(
-            stack=STACK,
-            environment=config.environment,
-            account_id=ACCOUNT_ID,
-            partition="aws",
-            region=config.region,
-        )
-        name = context.prefix
-        storage = Storage(name, StorageArgs(settings=config.storage, context=context))
-        keyed = context.with_storage(storage.kms_key_arn, storage.bucket_names, storage.bucket_arns)
-        Network(name, NetworkArgs(settings=config.network, context=keyed))
-
-    def run() -> Plan:
-        monitor = RecordingMonitor(PlanMocks(region=config.region, stack=STACK))
-        settings.configure(
-            pulumi_mocks.MockSettings(
-                monitor=monitor,
-                monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-                engine=pulumi_mocks.MockEngine(None),
-                project=PROJECT,
-                stack=STACK,
-                dry_run=False,
-                organization="organization",
-                callbacks=None,
-            )
-        )
-        pulumi_mocks._sync_await(run_in_stack(build))
-        return Plan(STACK, raw.source, config, monitor.registrations, {})
-
-    return _run_isolated(run)
-
-
-_plan: list[Plan] = []
+NAME = f"mlplatform-{STACK}-flow-logs"
 
 
 def network_plan() -> Plan:
-    if not _plan:
-        _plan.append(_declare_network_after_storage())
-    return _plan[0]
+    return fixture_plan(STACK)
 
 
 def test_the_vpc_logs_all_its_traffic_to_a_log_group_under_the_stack_key():
     plan = network_plan()
     (vpc,) = plan.of_type("aws:ec2/vpc:Vpc")
     (flow_log,) = plan.of_type("aws:ec2/flowLog:FlowLog")
-    (group,) = plan.of_type("aws:cloudwatch/logGroup:LogGroup")
+    group = plan.get("aws:cloudwatch/logGroup:LogGroup", NAME)
     (key,) = plan.of_type("aws:kms/key:Key")
     assert flow_log.inputs["vpcId"] == vpc.outputs["id"]
     assert flow_log.inputs["trafficType"] == "ALL"
@@ -87,7 +40,7 @@ def test_the_vpc_logs_all_its_traffic_to_a_log_group_under_the_stack_key():
 
 def test_only_this_accounts_flow_logs_may_assume_the_writer_role():
     plan = network_plan()
-    role = plan.get("aws:iam/role:Role", f"mlplatform-{STACK}-flow-logs")
+    role = plan.get("aws:iam/role:Role", NAME)
     (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     assert statement["Condition"] == {
@@ -98,14 +51,14 @@ def test_only_this_accounts_flow_logs_may_assume_the_writer_role():
 
 def test_the_writer_role_may_write_only_its_own_log_group():
     plan = network_plan()
-    (policy,) = plan.of_type("aws:iam/rolePolicy:RolePolicy")
+    policy = plan.get("aws:iam/rolePolicy:RolePolicy", NAME)
     resources = {r for s in json.loads(policy.inputs["policy"])["Statement"] for r in s["Resource"]}
     group = stack_log_groups(f"mlplatform-{STACK}")["flow-logs"]
     arn = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{group}"
     assert resources == {arn, f"{arn}:*", f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:*"}
 
 
-def test_network_and_storage_together_pass_every_network_trust_and_encryption_policy():
+def test_the_program_passes_every_network_trust_and_encryption_policy():
     relevant = {
         "vpc-flow-logs",
         "stack-key-encryption",
@@ -133,7 +86,7 @@ def test_a_flow_log_that_stops_or_narrows_is_caught():
 
 def test_a_flow_log_role_bound_to_the_wrong_source_arn_is_caught():
     plan = copy.deepcopy(network_plan())
-    role = plan.get("aws:iam/role:Role", f"mlplatform-{STACK}-flow-logs")
+    role = plan.get("aws:iam/role:Role", NAME)
     for props in (role.inputs, role.outputs):
         doc = json.loads(props["assumeRolePolicy"])
         doc["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"] = (
