@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 PROJECT = "mlplatform"
@@ -92,6 +92,33 @@ def check_sagemaker_instance_type(value: str, shape: str) -> str:
     # facts table lacks would leave that unknown (raises UnknownInstanceType, a ValueError).
     instances.has_instance_storage(value)
     return value
+
+
+def max_size_not_below_min_size() -> Any:
+    """A `max_size` field validator for node groups: not below `min_size` (declared before it)."""
+
+    def check(cls: type, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_size")
+        if low is not None and value < low:
+            raise ValueError(f"maxSize must be >= minSize ({low})")
+        return value
+
+    return field_validator("max_size")(classmethod(check))
+
+
+class _Replicas(Protocol):
+    min_instances: int
+    max_instances: int
+
+
+_R = TypeVar("_R", bound=_Replicas)
+
+
+def instances_in_order(model: _R) -> _R:
+    """An after-validator for serving sections: minInstances cannot exceed maxInstances."""
+    if model.min_instances > model.max_instances:
+        raise ValueError("minInstances cannot exceed maxInstances")
+    return model
 
 
 @cache

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from infra.config.base import Days, Section, check_ec2_instance_type
+from infra.config.base import Days, Section, check_ec2_instance_type, max_size_not_below_min_size
 
 # Kubernetes versions EKS offers that the components here are pinned for (cluster-autoscaler's
 # image follows the cluster's minor version; see infra/components/kubernetes_layer.py).
@@ -35,13 +35,7 @@ class SystemNodes(Section):
     def _ec2_type(cls, value: str) -> str:
         return check_ec2_instance_type(value)
 
-    @field_validator("max_size")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("min_size")
-        if low is not None and value < low:
-            raise ValueError(f"maxSize must be >= minSize ({low})")
-        return value
+    _max_not_below_min = max_size_not_below_min_size()
 
 
 class GpuQuota(Section):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from infra import restrictions
-from infra.config.base import Section, check_sagemaker_instance_type
+from infra.config.base import Section, check_sagemaker_instance_type, instances_in_order
 
 if TYPE_CHECKING:
     from training.manifest import ModelManifest
@@ -51,6 +51,14 @@ def _schedule_expression(value: str) -> str:
         )
     return value
 
+
+# An instance type SageMaker endpoints take.
+EndpointInstanceType = Annotated[
+    str,
+    AfterValidator(
+        lambda value: check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
+    ),
+]
 
 # An EventBridge Scheduler expression (at(...) one-off schedules are not offered).
 ScheduleExpression = Annotated[str, AfterValidator(_schedule_expression)]
@@ -354,7 +362,7 @@ class SageMakerEndpoint(SageMakerServingBase):
         description="`instances` (real-time, autoscaled), `serverless` (CPU, pay per request) "
         "or `async` (queued, scales to zero).",
     )
-    instance_type: str = Field(
+    instance_type: EndpointInstanceType = Field(
         default="ml.g5.xlarge", description="An ml.* ProductionVariantInstanceType."
     )
     min_instances: Annotated[int, Field(ge=1, le=100)] = Field(
@@ -380,16 +388,7 @@ class SageMakerEndpoint(SageMakerServingBase):
         default=0.2, description="Alarm when the share of drifted input features reaches this."
     )
 
-    @field_validator("instance_type")
-    @classmethod
-    def _sagemaker_type(cls, value: str) -> str:
-        return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> SageMakerEndpoint:
-        if self.min_instances > self.max_instances:
-            raise ValueError("minInstances cannot exceed maxInstances")
-        return self
+    _bounds = model_validator(mode="after")(instances_in_order)
 
 
 class ServerlessEndpoint(SageMakerServingBase):
@@ -426,7 +425,7 @@ class AsyncEndpoint(SageMakerServingBase):
     mode: Literal["async"] = Field(
         description="`async`: queued requests up to 1 GB and an hour each, results in S3."
     )
-    instance_type: str = Field(
+    instance_type: EndpointInstanceType = Field(
         default="ml.g5.xlarge", description="An ml.* ProductionVariantInstanceType."
     )
     min_instances: Annotated[int, Field(ge=0, le=100)] = Field(
@@ -442,16 +441,7 @@ class AsyncEndpoint(SageMakerServingBase):
         default=4, description="Requests each instance works on at once."
     )
 
-    @field_validator("instance_type")
-    @classmethod
-    def _sagemaker_type(cls, value: str) -> str:
-        return check_sagemaker_instance_type(value, "ProductionVariantInstanceType")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> AsyncEndpoint:
-        if self.min_instances > self.max_instances:
-            raise ValueError("minInstances cannot exceed maxInstances")
-        return self
+    _bounds = model_validator(mode="after")(instances_in_order)
 
 
 class EksServing(ServingBase):
@@ -493,11 +483,7 @@ class EksServing(ServingBase):
     def memory(self) -> str:
         return f"{self.memory_gib}Gi"
 
-    @model_validator(mode="after")
-    def _bounds(self) -> EksServing:
-        if self.min_instances > self.max_instances:
-            raise ValueError("minInstances cannot exceed maxInstances")
-        return self
+    _bounds = model_validator(mode="after")(instances_in_order)
 
 
 Serving = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from infra.config.base import Section, check_ec2_instance_type
+from infra.config.base import Section, check_ec2_instance_type, max_size_not_below_min_size
 
 _POOL_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 _CAPACITY_RESERVATION = re.compile(r"^cr-[0-9a-f]{17}$")
@@ -136,13 +136,7 @@ class GpuPool(Section):
             raise ValueError("instance types repeat")
         return types
 
-    @field_validator("max_size")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("min_size")
-        if low is not None and value < low:
-            raise ValueError(f"maxSize must be >= minSize ({low})")
-        return value
+    _max_not_below_min = max_size_not_below_min_size()
 
     @field_validator("capacity_reservation_id")
     @classmethod
@@ -259,13 +253,7 @@ class CpuPool(Section):
             raise ValueError("instance types repeat")
         return types
 
-    @field_validator("max_size")
-    @classmethod
-    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
-        low = info.data.get("min_size")
-        if low is not None and value < low:
-            raise ValueError(f"maxSize must be >= minSize ({low})")
-        return value
+    _max_not_below_min = max_size_not_below_min_size()
 
     @field_validator("labels")
     @classmethod
