@@ -263,7 +263,7 @@ def test_a_spot_training_step_whose_wait_is_shorter_than_its_runtime_is_caught(p
 
 
 def test_a_schedule_role_bound_to_one_schedule_instead_of_its_group_is_caught(plan_of):
-    # The program's roles lack aws:SourceArn today (advisory); a wrong form is a new finding.
+    # The real schedule role is bound to its schedule group; one schedule is the wrong form.
     def one_schedule(props):
         doc = json.loads(props["assumeRolePolicy"])
         doc["Statement"][0]["Condition"]["ArnLike"] = {
